@@ -22,10 +22,6 @@ using Json = nlohmann::ordered_json;
 class Module;
 using ModulePtr = std::shared_ptr<Module>;
 
-/// Insertion-ordered (name, value) list, as torch's OrderedDict.
-template <class V>
-using NamedList = std::vector<std::pair<std::string, V>>;
-
 /// A module's tensors by dotted fqn, in registration order.
 using StateDict = NamedList<Tensor>;
 

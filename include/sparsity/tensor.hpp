@@ -6,6 +6,7 @@
 #include <iosfwd>
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "sparsity/dtype.hpp"
@@ -14,6 +15,10 @@
 namespace sparsity {
 
 using Shape = std::vector<int64_t>;
+
+/// Insertion-ordered (name, value) list, as torch's OrderedDict.
+template <class V>
+using NamedList = std::vector<std::pair<std::string, V>>;
 
 /// "[2, 3]".
 std::string shape_to_string(const Shape& shape);
