@@ -48,7 +48,8 @@ class Module : public std::enable_shared_from_this<Module> {
   explicit Module(std::string type_name = "Module");
   virtual ~Module() = default;
 
-  /// Exact type name; "Parametrized<Type>" while any tensor is parametrized (as torch's class swap).
+  /// Exact type name; "Parametrized" + the type (e.g. "ParametrizedLinear") while any tensor is
+  /// parametrized, as torch's class swap.
   std::string type_name() const;
   /// The type name without the parametrization prefix (torch's type_before_parametrizations).
   const std::string& base_type_name() const noexcept { return type_name_; }
@@ -128,7 +129,13 @@ class Module : public std::enable_shared_from_this<Module> {
 
  protected:
   /// Shallow copy of the most-derived object (same tensors); clone() then deep-copies the state.
+  /// The default copies a plain Module and throws FailedPrecondition naming the type for a subclass
+  /// that does not derive Cloneable.
   virtual ModulePtr clone_self() const;
+  /// Whether this module's own tensors (and its subtree) appear in state_dict() / are expected by
+  /// load_state_dict(); FakeSparsity answers false unless its mask is included (torch's empty
+  /// FakeSparsity.state_dict()).
+  virtual bool contributes_state() const { return true; }
   Module(const Module&) = default;
 
  private:

@@ -114,8 +114,10 @@ class BaseSparsifier {
   /// How many times step() ran (schedulers use it to warn about call order).
   int step_count() const noexcept { return step_count_; }
   /// Masks of the FakeSparsity parametrizations this sparsifier registers are included in the
-  /// model's state_dict (spec §0.10). Default false (torch's behaviour).
-  void set_masks_in_model_state_dict(bool on) { masks_in_state_dict_ = on; }
+  /// model's state_dict (spec §0.10). Default false (torch's behaviour). Applies to the masks already
+  /// registered too.
+  void set_masks_in_model_state_dict(bool on);
+  bool masks_in_model_state_dict() const noexcept { return masks_in_state_dict_; }
 
   bool enable_mask_update = true;
 

@@ -21,6 +21,9 @@ class FakeSparsity : public Cloneable<FakeSparsity, Parametrization> {
   void include_in_state_dict(bool on);
   bool included_in_state_dict() const noexcept { return include_in_state_dict_; }
 
+ protected:
+  bool contributes_state() const override { return include_in_state_dict_; }
+
  private:
   bool include_in_state_dict_ = false;
 };
