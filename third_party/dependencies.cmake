@@ -32,7 +32,7 @@ FetchContent_MakeAvailable(Eigen3 xsimd nlohmann_json)
 
 if(SPARSITY_BUILD_CLI)
   FetchContent_Declare(CLI11 URL ${SPARSITY_CLI11_URL} URL_HASH ${SPARSITY_CLI11_SHA}
-                       FIND_PACKAGE_ARGS 2.3)
+                       FIND_PACKAGE_ARGS 2.1)
   FetchContent_MakeAvailable(CLI11)
 endif()
 
