@@ -1,0 +1,2 @@
+// The `sparsity` executable (placeholder until the subcommands land).
+int main() { return 0; }
