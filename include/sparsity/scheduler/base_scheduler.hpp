@@ -54,6 +54,7 @@ class BaseScheduler {
   std::vector<double> last_sl_;
   int last_epoch_;
   int step_count_ = 0;
+  int sparsifier_steps_at_start_ = 0;  ///< sparsifier.step_count() when the scheduler was built
   bool verbose_;
 };
 
