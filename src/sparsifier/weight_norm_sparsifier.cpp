@@ -1,0 +1,331 @@
+// WeightNormSparsifier::update_mask: block-mean-norm selection and N-of-M pruning over the mask kernels.
+#include "sparsity/sparsifier/weight_norm_sparsifier.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <type_traits>
+
+#include "sparsity/sparsifier/fake_sparsity.hpp"
+
+#ifdef SPARSITY_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+namespace sparsity {
+namespace {
+
+struct Settings {
+  double sparsity_level;
+  int64_t br, bc;
+  int64_t zeros;
+};
+
+Json defaults_of(const WeightNormOptions& o) {
+  SPARSITY_CHECK(o.sparse_block_shape_.first > 0 && o.sparse_block_shape_.second > 0, InvalidArgument,
+                 "WeightNormSparsifier: sparse_block_shape must be positive, got [", o.sparse_block_shape_.first,
+                 ", ", o.sparse_block_shape_.second, "]");
+  SPARSITY_CHECK(!std::isnan(o.sparsity_level_), InvalidArgument, "WeightNormSparsifier: sparsity_level is NaN");
+  Json d = Json::object();
+  d["sparsity_level"] = o.sparsity_level_;
+  d["sparse_block_shape"] = Json::array({o.sparse_block_shape_.first, o.sparse_block_shape_.second});
+  d["zeros_per_block"] = o.zeros_per_block_ ? Json(*o.zeros_per_block_) : Json(nullptr);
+  return d;
+}
+
+// Group keys over the options (spec §0.3: an unset zeros_per_block is the effective block size).
+Settings settings_of(const Json& config, const WeightNormOptions& o, const std::string& fqn) {
+  Settings s{};
+  s.sparsity_level = o.sparsity_level_;
+  if (auto it = config.find("sparsity_level"); it != config.end()) {
+    SPARSITY_CHECK(it->is_number(), InvalidArgument, "WeightNormSparsifier: 'sparsity_level' of '", fqn,
+                   "' must be a number, got ", it->dump());
+    s.sparsity_level = it->get<double>();
+  }
+  SPARSITY_CHECK(!std::isnan(s.sparsity_level), InvalidArgument, "WeightNormSparsifier: 'sparsity_level' of '",
+                 fqn, "' is NaN");
+  s.br = o.sparse_block_shape_.first;
+  s.bc = o.sparse_block_shape_.second;
+  if (auto it = config.find("sparse_block_shape"); it != config.end()) {
+    const bool ok = it->is_array() && it->size() == 2 && (*it)[0].is_number_integer() &&
+                    (*it)[1].is_number_integer() && (*it)[0].get<int64_t>() > 0 && (*it)[1].get<int64_t>() > 0;
+    SPARSITY_CHECK(ok, InvalidArgument, "WeightNormSparsifier: 'sparse_block_shape' of '", fqn,
+                   "' must be [rows, cols] of positive integers, got ", it->dump());
+    s.br = (*it)[0].get<int64_t>();
+    s.bc = (*it)[1].get<int64_t>();
+  }
+  const int64_t vpb = s.br * s.bc;
+  std::optional<int64_t> z = o.zeros_per_block_;
+  if (auto it = config.find("zeros_per_block"); it != config.end()) {
+    if (it->is_null()) {
+      z.reset();
+    } else {
+      SPARSITY_CHECK(it->is_number_integer(), InvalidArgument, "WeightNormSparsifier: 'zeros_per_block' of '",
+                     fqn, "' must be an integer or null, got ", it->dump());
+      z = it->get<int64_t>();
+    }
+  }
+  s.zeros = z ? *z : vpb;
+  SPARSITY_CHECK(s.zeros <= vpb, InvalidArgument, "WeightNormSparsifier: 'zeros_per_block' of '", fqn, "' (",
+                 s.zeros, ") cannot be more than the total number of elements in that block (", vpb, ")");
+  SPARSITY_CHECK(s.zeros >= 0, InvalidArgument, "WeightNormSparsifier: 'zeros_per_block' of '", fqn,
+                 "' should be positive, got ", s.zeros);
+  return s;
+}
+
+// Grow-only scratch for the calling thread (no page faults or zero-fill on repeated steps).
+template <class T>
+T* scratch(std::unique_ptr<T[]>& buf, size_t& cap, size_t n) {
+  if (n > cap) {
+    buf.reset(new T[n]);
+    cap = n;
+  }
+  return buf.get();
+}
+
+struct Buffers {
+  std::unique_ptr<uint8_t[]> bytes;
+  size_t bytes_cap = 0;
+  std::unique_ptr<double[]> scores;
+  size_t scores_cap = 0;
+};
+
+Buffers& thread_buffers(int slot) {
+  // slot 0: per-chunk working memory of the thread; slot 1: whole-tensor arrays of the caller.
+  thread_local Buffers buffers[2];
+  return buffers[slot];
+}
+
+inline float round_to(DType dtype, float v) {
+  if (dtype == DType::f16) return static_cast<float>(Half(v));
+  if (dtype == DType::bf16) return static_cast<float>(BFloat16(v));
+  return v;
+}
+
+// Element scores of a custom norm on the masked chunk (scalar path), in the scores' type.
+template <class S>
+void custom_element_scores(DType dtype, const void* w, size_t n, const std::function<double(double)>& fn,
+                           S* out) {
+  visit_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, Half> ||
+                  std::is_same_v<T, BFloat16>) {
+      const T* p = static_cast<const T*>(w);
+      for (size_t i = 0; i < n; ++i) {
+        const double v = fn(to_double(p[i]));
+        if constexpr (std::is_same_v<S, double>) {
+          out[i] = v;
+        } else {
+          out[i] = round_to(dtype, static_cast<float>(v));
+        }
+      }
+    }
+  });
+}
+
+// Tile means of element scores (rows x cols, row-major), edge tiles over their in-range elements;
+// summed in S row-major inside the tile, as the block_scores kernel.
+template <class S>
+void tile_means(DType dtype, const S* s, int64_t rows, int64_t cols, int64_t br, int64_t bc, S* out) {
+  const int64_t tr = (rows + br - 1) / br, tc = (cols + bc - 1) / bc;
+  for (int64_t i = 0; i < tr; ++i) {
+    for (int64_t j = 0; j < tc; ++j) {
+      const int64_t r1 = std::min(rows, (i + 1) * br), c1 = std::min(cols, (j + 1) * bc);
+      S sum = 0;
+      for (int64_t r = i * br; r < r1; ++r) {
+        for (int64_t c = j * bc; c < c1; ++c) sum += s[r * cols + c];
+      }
+      S mean = sum / static_cast<S>((r1 - i * br) * (c1 - j * bc));
+      if constexpr (!std::is_same_v<S, double>) mean = round_to(dtype, mean);
+      out[i * tc + j] = mean;
+    }
+  }
+}
+
+}  // namespace
+
+WeightNormSparsifier::WeightNormSparsifier(WeightNormOptions options)
+    : SparsifierCloneable<WeightNormSparsifier>(defaults_of(options)), options_(std::move(options)) {}
+
+WeightNormSparsifier::WeightNormSparsifier(double sparsity_level, std::pair<int64_t, int64_t> sparse_block_shape,
+                                           std::optional<int64_t> zeros_per_block, kernels::Norm norm)
+    : WeightNormSparsifier(WeightNormOptions()
+                               .sparsity_level(sparsity_level)
+                               .sparse_block_shape(sparse_block_shape.first, sparse_block_shape.second)
+                               .zeros_per_block(zeros_per_block)
+                               .norm(norm)) {}
+
+void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor_name, Group& group) {
+  const std::string fqn = group.config.value("tensor_fqn", tensor_name);
+  const Settings st = settings_of(group.config, options_, fqn);
+  const int64_t vpb = st.br * st.bc;
+  Tensor mask = mask_of(module, tensor_name);
+
+  if (st.sparsity_level <= 0 || st.zeros == 0) {
+    mask.fill_(1.0);
+    return;
+  }
+  if (st.sparsity_level >= 1 && st.zeros == vpb) {
+    mask.fill_(0.0);
+    return;
+  }
+
+  // Scores come from the masked weight. With the usual single FakeSparsity over this very mask, the
+  // masked value is computed chunk by chunk from the original (one pass, no full-size temporary).
+  Tensor source;
+  bool apply_own_mask = false;
+  const auto chain = parametrizations_of(module, tensor_name);
+  if (chain.size() == 1) {
+    if (auto* fs = dynamic_cast<FakeSparsity*>(chain[0].get()); fs != nullptr && fs->mask().is_same(mask)) {
+      source = parametrization_original(module, tensor_name);
+      apply_own_mask = true;
+    }
+  }
+  if (!source.defined()) source = module.tensor(tensor_name);
+  SPARSITY_CHECK(source.dim() == 2, InvalidArgument, "WeightNormSparsifier: '", fqn,
+                 "' must be 2-D, got shape ", shape_to_string(source.shape()));
+  const DType wdt = source.dtype();
+  SPARSITY_CHECK(is_floating(wdt), InvalidArgument, "WeightNormSparsifier: '", fqn,
+                 "' must be a floating-point tensor, got ", to_string(wdt));
+  SPARSITY_CHECK(mask.shape() == source.shape(), InvalidArgument, "WeightNormSparsifier: mask of '", fqn,
+                 "' has shape ", shape_to_string(mask.shape()), " but the tensor has ",
+                 shape_to_string(source.shape()));
+  source = source.contiguous();
+  const int64_t rows = source.size(0), cols = source.size(1);
+  const size_t n = static_cast<size_t>(rows) * static_cast<size_t>(cols);
+  if (n == 0) return;
+
+  // The mask is written through a contiguous buffer; a strided mask gets its values copied back.
+  Tensor out_mask = mask.is_contiguous() ? mask : mask.contiguous().clone();
+  const Tensor mask_src = mask.contiguous();
+  const DType mdt = mask.dtype();
+  const size_t msz = size_of(mdt);
+
+  const bool f64 = wdt == DType::f64;
+  const bool custom = static_cast<bool>(options_.norm_fn_);
+  const bool all_tiles = st.sparsity_level >= 1;  // only reachable with zeros < vpb
+  const bool nm = st.zeros < vpb;
+  const int64_t tiles_r = (rows + st.br - 1) / st.br, tiles_c = (cols + st.bc - 1) / st.bc;
+  const size_t L = static_cast<size_t>(tiles_r) * static_cast<size_t>(tiles_c);
+
+  // Chunks of whole tile rows, ~16K elements each, so a chunk's temporaries stay in L1/L2.
+  const int64_t tile_rows_per_chunk = std::max<int64_t>(1, (int64_t{16384} / std::max<int64_t>(1, cols)) / st.br);
+  const int64_t chunk_rows = tile_rows_per_chunk * st.br;
+  const int64_t n_chunks = (rows + chunk_rows - 1) / chunk_rows;
+  const size_t chunk_elems = static_cast<size_t>(chunk_rows) * static_cast<size_t>(cols);
+
+  Buffers& whole = thread_buffers(1);
+  // Layout of the caller's byte scratch: old mask bytes [n] | pruned-in-tile bytes [n if nm] | selected [L].
+  uint8_t* big = scratch(whole.bytes, whole.bytes_cap, n + (nm ? n : 0) + L);
+  uint8_t* old_bytes = big;
+  uint8_t* pruned = nm ? big + n : nullptr;
+  uint8_t* selected = big + n + (nm ? n : 0);
+  // Tile scores: f64 for f64 weights, else f32 (stored in the double buffer's bytes).
+  double* score_store = scratch(whole.scores, whole.scores_cap, all_tiles ? 1 : L);
+  float* scores32 = reinterpret_cast<float*>(score_store);
+  double* scores64 = score_store;
+
+  const uint8_t* wbase = static_cast<const uint8_t*>(source.data_ptr());
+  const uint8_t* mbase = static_cast<const uint8_t*>(mask_src.data_ptr());
+  const size_t wsz = size_of(wdt);
+  const std::function<double(double)>& norm_fn = options_.norm_fn_;
+  const kernels::Norm norm = options_.norm_;
+
+  auto pass1 = [&](int64_t chunk) {
+    const int64_t r0 = chunk * chunk_rows;
+    const int64_t nr = std::min(chunk_rows, rows - r0);
+    const size_t off = static_cast<size_t>(r0) * static_cast<size_t>(cols);
+    const size_t cn = static_cast<size_t>(nr) * static_cast<size_t>(cols);
+    Buffers& local = thread_buffers(0);
+    // local bytes: masked weights [chunk_elems * wsz]; local scores: element scores [chunk_elems].
+    uint8_t* masked = scratch(local.bytes, local.bytes_cap, chunk_elems * wsz);
+    double* elem = scratch(local.scores, local.scores_cap, chunk_elems);
+    kernels::mask_to_bytes(mdt, mbase + off * msz, cn, old_bytes + off);
+    const void* w = wbase + off * wsz;
+    if (apply_own_mask) {
+      kernels::apply_mask_bytes(wdt, w, old_bytes + off, masked, cn);
+      w = masked;
+    }
+    const size_t tile0 = static_cast<size_t>(r0 / st.br) * static_cast<size_t>(tiles_c);
+    if (custom) {
+      if (f64) {
+        custom_element_scores<double>(wdt, w, cn, norm_fn, elem);
+        if (!all_tiles) tile_means<double>(wdt, elem, nr, cols, st.br, st.bc, scores64 + tile0);
+      } else {
+        float* e32 = reinterpret_cast<float*>(elem);
+        custom_element_scores<float>(wdt, w, cn, norm_fn, e32);
+        if (!all_tiles) tile_means<float>(wdt, e32, nr, cols, st.br, st.bc, scores32 + tile0);
+      }
+    } else {
+      if (!all_tiles) {
+        void* dst = f64 ? static_cast<void*>(scores64 + tile0) : static_cast<void*>(scores32 + tile0);
+        kernels::block_scores(wdt, w, nr, cols, cols, st.br, st.bc, norm, dst);
+      }
+      if (nm) kernels::block_scores(wdt, w, nr, cols, cols, 1, 1, norm, elem);
+    }
+    if (nm) kernels::tile_smallest(elem, f64, nr, cols, cols, st.br, st.bc, st.zeros, pruned + off);
+  };
+
+  auto pass2 = [&](int64_t chunk) {
+    const int64_t r0 = chunk * chunk_rows;
+    const int64_t nr = std::min(chunk_rows, rows - r0);
+    const size_t off = static_cast<size_t>(r0) * static_cast<size_t>(cols);
+    const size_t cn = static_cast<size_t>(nr) * static_cast<size_t>(cols);
+    Buffers& local = thread_buffers(0);
+    uint8_t* fresh = scratch(local.bytes, local.bytes_cap, chunk_elems * wsz);  // reused: >= chunk_elems bytes
+    uint8_t* expand = fresh + cn;  // one row of "tile selected" flags (wsz >= 2 leaves room)
+    for (int64_t r = 0; r < nr; r += st.br) {
+      const int64_t tr = (r0 + r) / st.br;
+      const uint8_t* sel = selected + static_cast<size_t>(tr) * static_cast<size_t>(tiles_c);
+      for (int64_t tcol = 0; tcol < tiles_c; ++tcol) {
+        const int64_t c0 = tcol * st.bc, c1 = std::min(cols, c0 + st.bc);
+        const uint8_t s = sel[tcol];
+        for (int64_t c = c0; c < c1; ++c) expand[c] = s;
+      }
+      const int64_t rend = std::min(nr, r + st.br);
+      for (int64_t rr = r; rr < rend; ++rr) {
+        uint8_t* dst = fresh + static_cast<size_t>(rr) * static_cast<size_t>(cols);
+        if (nm) {
+          const uint8_t* p = pruned + off + static_cast<size_t>(rr) * static_cast<size_t>(cols);
+          for (int64_t c = 0; c < cols; ++c) dst[c] = static_cast<uint8_t>((expand[c] & p[c]) ^ 1u);
+        } else {
+          for (int64_t c = 0; c < cols; ++c) dst[c] = static_cast<uint8_t>(expand[c] ^ 1u);
+        }
+      }
+    }
+    // Steps that keep the mask (the sticky steady state) write nothing.
+    if (out_mask.is_same(mask) && std::memcmp(fresh, old_bytes + off, cn) == 0) return;
+    kernels::bytes_to_mask(fresh, cn, mdt, static_cast<uint8_t*>(out_mask.mutable_data_ptr()) + off * msz);
+  };
+
+  const int threads = static_cast<int>(std::min<int64_t>(kernels::num_threads(), n_chunks));
+  // A custom norm is user code: called from this thread only (it may throw or be thread-unsafe).
+  const bool parallel = threads > 1 && n >= (size_t{1} << 16) && !custom;
+  (void)parallel;
+#ifdef SPARSITY_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+#endif
+  for (int64_t c = 0; c < n_chunks; ++c) pass1(c);
+
+  if (all_tiles) {
+    std::memset(selected, 1, L);
+  } else {
+    const double raw = std::nearbyint(st.sparsity_level * static_cast<double>(L));  // half to even
+    const double k = std::max(0.0, std::min(static_cast<double>(L) - 1.0, raw));
+    if (f64) {
+      kernels::select_k_smallest_f64(scores64, L, static_cast<size_t>(k), selected);
+    } else {
+      kernels::select_k_smallest_f32(scores32, L, static_cast<size_t>(k), selected);
+    }
+  }
+
+#ifdef SPARSITY_HAVE_OPENMP
+#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+#endif
+  for (int64_t c = 0; c < n_chunks; ++c) pass2(c);
+
+  if (!out_mask.is_same(mask)) mask.copy_(out_mask);
+}
+
+}  // namespace sparsity
