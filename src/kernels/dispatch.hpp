@@ -1,0 +1,70 @@
+// Kernel table: one function pointer per kernel entry, filled once per ISA from registry.inc.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "sparsity/kernels.hpp"
+
+namespace sparsity::kernels {
+
+/// Lane width of an apply-mask kernel: apply is a bit select, so only the element size matters
+/// (f16/bf16 -> 16 bits, f32 -> 32, f64 -> 64).
+enum Width : int { kW16 = 0, kW32 = 1, kW64 = 2 };
+inline Width width_of(DType t) { return t == DType::f64 ? kW64 : t == DType::f32 ? kW32 : kW16; }
+/// Index of a float dtype in the per-dtype tables: f32, f64, f16, bf16.
+inline int float_index(DType t) { return t == DType::f32 ? 0 : t == DType::f64 ? 1 : t == DType::f16 ? 2 : 3; }
+/// log2 of the element size: 0..3.
+inline int size_index(size_t bytes) { return bytes == 1 ? 0 : bytes == 2 ? 1 : bytes == 4 ? 2 : 3; }
+
+// `stream` asks for non-temporal stores of `out` (large out-of-place outputs); the kernel may ignore it.
+using ApplyBytesFn = void (*)(const void* w, const uint8_t* mask, void* out, size_t n, bool stream);
+/// `bits` starts at bit 0 of bits[0].
+using ApplyBitsFn = void (*)(const void* w, const uint8_t* bits, void* out, size_t n, bool stream);
+using ApplyFloatFn = void (*)(const void* w, const void* mask, void* out, size_t n, bool stream);
+/// Scores of the tiles in tile rows [tr0, tr1) (all tile columns), written at their row-major index.
+using BlockScoresFn = void (*)(const void* w, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc,
+                               Norm norm, void* scores, int64_t tr0, int64_t tr1);
+using SelectF32Fn = void (*)(const float* scores, size_t n, size_t k, uint8_t* selected);
+using SelectF64Fn = void (*)(const double* scores, size_t n, size_t k, uint8_t* selected);
+/// Tile rows [tr0, tr1) of tile_smallest.
+using TileSmallestFn = void (*)(const void* scores, int64_t rows, int64_t cols, int64_t ld, int64_t br,
+                                int64_t bc, int64_t zeros, uint8_t* pruned, int64_t tr0, int64_t tr1);
+using CountBytesFn = int64_t (*)(const uint8_t* mask, size_t n);
+using CountBitsFn = int64_t (*)(const uint8_t* bits, size_t n);
+using BytesToBitsFn = void (*)(const uint8_t* bytes, size_t n, uint8_t* bits);
+using BitsToBytesFn = void (*)(const uint8_t* bits, size_t n, uint8_t* bytes);
+/// out[i] = bytes[i] ? one : 0, elements of 1 << size_index bytes holding the bit pattern `one`.
+using BytesToMaskFn = void (*)(const uint8_t* bytes, size_t n, uint64_t one, void* out);
+/// bytes[i] = (mask[i] & value_bits) != 0 (value_bits drops the sign bit of floats).
+using MaskToBytesFn = void (*)(const void* mask, size_t n, uint64_t value_bits, uint8_t* bytes);
+
+/// Every kernel entry of one ISA. Entries an ISA does not specialise keep the scalar reference.
+struct KernelTable {
+  Isa isa = Isa::scalar;
+  ApplyBytesFn apply_bytes[3] = {};
+  ApplyBitsFn apply_bits[3] = {};
+  ApplyFloatFn apply_float[3] = {};
+  BlockScoresFn block_scores[4] = {};  // f32, f64, f16, bf16
+  SelectF32Fn select_f32 = nullptr;
+  SelectF64Fn select_f64 = nullptr;
+  TileSmallestFn tile_smallest[2] = {};  // f32, f64 scores
+  CountBytesFn count_bytes = nullptr;
+  CountBitsFn count_bits = nullptr;
+  BytesToBitsFn bytes_to_bits = nullptr;
+  BitsToBytesFn bits_to_bytes = nullptr;
+  BytesToMaskFn bytes_to_mask[4] = {};  // element size 1, 2, 4, 8
+  MaskToBytesFn mask_to_bytes[4] = {};
+};
+
+/// The table of `isa` (compiled in and supported, else FailedPrecondition naming it).
+const KernelTable& table_for(Isa isa);
+/// The table of active_isa().
+const KernelTable& active_table();
+
+// Each registry line SPARSITY_KERNEL(family, isa) is a function that overrides that family's entries.
+#define SPARSITY_KERNEL(family, isa) void fill_##family##_##isa(KernelTable& table);
+#include "kernels/registry.inc"
+#undef SPARSITY_KERNEL
+
+}  // namespace sparsity::kernels

@@ -1,0 +1,249 @@
+// Public kernel entry points: argument checks, the split into fixed chunks for threads, then the active table.
+#include "sparsity/kernels.hpp"
+
+#include <algorithm>
+#include <vector>
+
+#include "kernels/dispatch.hpp"
+#include "sparsity/error.hpp"
+
+namespace sparsity::kernels {
+
+namespace {
+
+// Below this many elements a kernel runs on one thread whatever num_threads() says.
+constexpr int64_t kParallelMinElements = int64_t{1} << 16;
+
+// Calls f(begin, end) over [0, count) split into at most num_threads() pieces whose boundaries are
+// multiples of `align`. Every kernel result depends only on its own piece, so the split never changes it.
+template <class F>
+void parallel_for(int64_t count, int64_t work_per_item, int64_t align, F&& f) {
+  int threads = num_threads();
+  if (threads > 1 && count * work_per_item >= kParallelMinElements && count >= 2 * align) {
+    threads = static_cast<int>(std::min<int64_t>(threads, count / align));
+  } else {
+    threads = 1;
+  }
+  if (threads <= 1) {
+    if (count > 0) f(int64_t{0}, count);
+    return;
+  }
+  int64_t piece = (count + threads - 1) / threads;
+  piece = (piece + align - 1) / align * align;
+#ifdef SPARSITY_HAVE_OPENMP
+#pragma omp parallel for num_threads(threads) schedule(static)
+#endif
+  for (int t = 0; t < threads; ++t) {
+    const int64_t b = std::min<int64_t>(count, t * piece), e = std::min<int64_t>(count, b + piece);
+    if (b < e) f(b, e);
+  }
+}
+
+void check_float(DType dtype, const char* what) {
+  SPARSITY_CHECK(is_floating(dtype), InvalidArgument, what, ": weight dtype must be f32, f64, f16 or bf16, got ",
+                 to_string(dtype));
+}
+
+void check_ptr(const void* p, size_t n, const char* what, const char* arg) {
+  SPARSITY_CHECK(p != nullptr || n == 0, InvalidArgument, what, ": null `", arg, "` for ", n, " elements");
+}
+
+void check_matrix(int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc, const char* what) {
+  SPARSITY_CHECK(rows >= 0 && cols >= 0, InvalidArgument, what, ": negative matrix shape [", rows, ", ", cols,
+                 "]");
+  SPARSITY_CHECK(ld >= cols, InvalidArgument, what, ": row stride ", ld, " is smaller than ", cols, " columns");
+  SPARSITY_CHECK(br >= 1 && bc >= 1, InvalidArgument, what, ": block shape (", br, ", ", bc,
+                 ") must be positive");
+}
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Bit pattern of the value 1 in `dtype`.
+uint64_t one_bits(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return 0x3f800000u;
+    case DType::f64: return 0x3ff0000000000000ull;
+    case DType::f16: return 0x3c00u;
+    case DType::bf16: return 0x3f80u;
+    default: return 1u;
+  }
+}
+
+// Bits that make an element non-zero: floats drop the sign (-0.0 is zero), integers keep all.
+uint64_t value_bits(DType dtype) {
+  const size_t sz = size_of(dtype);
+  const uint64_t all = sz == 8 ? ~0ull : (1ull << (8 * sz)) - 1;
+  return is_floating(dtype) ? (all >> 1) : all;
+}
+
+// Out-of-place outputs this large bypass the cache (as memcpy does), so they do not evict the inputs.
+constexpr size_t kStreamMinBytes = size_t{4} << 20;
+
+template <class Fn, class M>
+void run_apply(Fn fn, DType dtype, const void* w, M mask_at, void* out, size_t n, int64_t align) {
+  const size_t es = size_of(dtype);
+  const bool stream = out != w && n * es >= kStreamMinBytes;
+  parallel_for(static_cast<int64_t>(n), 1, align, [&](int64_t b, int64_t e) {
+    fn(static_cast<const char*>(w) + b * es, mask_at(b), static_cast<char*>(out) + b * es,
+       static_cast<size_t>(e - b), stream);
+  });
+}
+
+}  // namespace
+
+void apply_mask_bytes(DType dtype, const void* w, const uint8_t* mask, void* out, size_t n) {
+  check_float(dtype, "apply_mask_bytes");
+  check_ptr(w, n, "apply_mask_bytes", "w");
+  check_ptr(mask, n, "apply_mask_bytes", "mask");
+  check_ptr(out, n, "apply_mask_bytes", "out");
+  run_apply(active_table().apply_bytes[width_of(dtype)], dtype, w, [&](int64_t b) { return mask + b; }, out, n,
+            64);
+}
+
+void apply_mask_bits(DType dtype, const void* w, const uint8_t* bits, void* out, size_t n) {
+  check_float(dtype, "apply_mask_bits");
+  check_ptr(w, n, "apply_mask_bits", "w");
+  check_ptr(bits, n, "apply_mask_bits", "bits");
+  check_ptr(out, n, "apply_mask_bits", "out");
+  run_apply(active_table().apply_bits[width_of(dtype)], dtype, w, [&](int64_t b) { return bits + b / 8; }, out,
+            n, 64);
+}
+
+void apply_mask_float(DType dtype, const void* w, const void* mask, void* out, size_t n) {
+  check_float(dtype, "apply_mask_float");
+  check_ptr(w, n, "apply_mask_float", "w");
+  check_ptr(mask, n, "apply_mask_float", "mask");
+  check_ptr(out, n, "apply_mask_float", "out");
+  const size_t es = size_of(dtype);
+  run_apply(active_table().apply_float[width_of(dtype)], dtype, w,
+            [&](int64_t b) { return static_cast<const char*>(mask) + b * es; }, out, n, 64);
+}
+
+void block_scores(DType dtype, const void* w, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc,
+                  Norm norm, void* scores) {
+  check_float(dtype, "block_scores");
+  check_matrix(rows, cols, ld, br, bc, "block_scores");
+  const int64_t trows = ceil_div(rows, br);
+  if (trows == 0 || cols == 0) return;
+  check_ptr(w, static_cast<size_t>(rows * cols), "block_scores", "w");
+  check_ptr(scores, 1, "block_scores", "scores");
+  const BlockScoresFn fn = active_table().block_scores[float_index(dtype)];
+  parallel_for(trows, br * cols, 1,
+               [&](int64_t b, int64_t e) { fn(w, rows, cols, ld, br, bc, norm, scores, b, e); });
+}
+
+void select_k_smallest_f32(const float* scores, size_t n, size_t k, uint8_t* selected) {
+  check_ptr(scores, n, "select_k_smallest_f32", "scores");
+  check_ptr(selected, n, "select_k_smallest_f32", "selected");
+  active_table().select_f32(scores, n, k, selected);
+}
+
+void select_k_smallest_f64(const double* scores, size_t n, size_t k, uint8_t* selected) {
+  check_ptr(scores, n, "select_k_smallest_f64", "scores");
+  check_ptr(selected, n, "select_k_smallest_f64", "selected");
+  active_table().select_f64(scores, n, k, selected);
+}
+
+void tile_smallest(const void* scores, bool f64, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc,
+                   int64_t zeros, uint8_t* pruned) {
+  check_matrix(rows, cols, ld, br, bc, "tile_smallest");
+  SPARSITY_CHECK(zeros >= 0 && zeros <= br * bc, InvalidArgument, "tile_smallest: zeros ", zeros,
+                 " outside [0, ", br * bc, "] for block (", br, ", ", bc, ")");
+  const int64_t trows = ceil_div(rows, br);
+  if (trows == 0 || cols == 0) return;
+  check_ptr(scores, static_cast<size_t>(rows * cols), "tile_smallest", "scores");
+  check_ptr(pruned, static_cast<size_t>(rows * cols), "tile_smallest", "pruned");
+  const TileSmallestFn fn = active_table().tile_smallest[f64 ? 1 : 0];
+  parallel_for(trows, br * cols, 1,
+               [&](int64_t b, int64_t e) { fn(scores, rows, cols, ld, br, bc, zeros, pruned, b, e); });
+}
+
+int64_t count_kept_bytes(const uint8_t* mask, size_t n) {
+  check_ptr(mask, n, "count_kept_bytes", "mask");
+  const CountBytesFn fn = active_table().count_bytes;
+  // Integer partial sums: the total is exact whatever the split.
+  int64_t total = 0;
+  parallel_for(static_cast<int64_t>(n), 1, 64, [&](int64_t b, int64_t e) {
+    const int64_t part = fn(mask + b, static_cast<size_t>(e - b));
+#ifdef SPARSITY_HAVE_OPENMP
+#pragma omp atomic
+#endif
+    total += part;
+  });
+  return total;
+}
+
+int64_t count_kept_bits(const uint8_t* bits, size_t n) {
+  check_ptr(bits, n, "count_kept_bits", "bits");
+  return active_table().count_bits(bits, n);
+}
+
+void count_kept_rows(const uint8_t* mask, int64_t rows, int64_t cols, int64_t* out) {
+  check_matrix(rows, cols, cols, 1, 1, "count_kept_rows");
+  check_ptr(mask, static_cast<size_t>(rows * cols), "count_kept_rows", "mask");
+  check_ptr(out, static_cast<size_t>(rows), "count_kept_rows", "out");
+  const CountBytesFn fn = active_table().count_bytes;
+  parallel_for(rows, cols, 1, [&](int64_t b, int64_t e) {
+    for (int64_t r = b; r < e; ++r) out[r] = fn(mask + r * cols, static_cast<size_t>(cols));
+  });
+}
+
+void count_kept_tiles(const uint8_t* mask, int64_t rows, int64_t cols, int64_t br, int64_t bc, int64_t* out) {
+  check_matrix(rows, cols, cols, br, bc, "count_kept_tiles");
+  const int64_t trows = ceil_div(rows, br), tcols = ceil_div(cols, bc);
+  if (trows == 0 || tcols == 0) return;
+  check_ptr(mask, static_cast<size_t>(rows * cols), "count_kept_tiles", "mask");
+  check_ptr(out, static_cast<size_t>(trows * tcols), "count_kept_tiles", "out");
+  const CountBytesFn fn = active_table().count_bytes;
+  parallel_for(trows, br * cols, 1, [&](int64_t b, int64_t e) {
+    for (int64_t tr = b; tr < e; ++tr) {
+      for (int64_t tc = 0; tc < tcols; ++tc) {
+        const int64_t r0 = tr * br, r1 = std::min(rows, r0 + br);
+        const int64_t c0 = tc * bc, c1 = std::min(cols, c0 + bc);
+        int64_t sum = 0;
+        for (int64_t r = r0; r < r1; ++r) sum += fn(mask + r * cols + c0, static_cast<size_t>(c1 - c0));
+        out[tr * tcols + tc] = sum;
+      }
+    }
+  });
+}
+
+void bytes_to_bits(const uint8_t* bytes, size_t n, uint8_t* bits) {
+  check_ptr(bytes, n, "bytes_to_bits", "bytes");
+  check_ptr(bits, n, "bytes_to_bits", "bits");
+  const BytesToBitsFn fn = active_table().bytes_to_bits;
+  parallel_for(static_cast<int64_t>(n), 1, 64,
+               [&](int64_t b, int64_t e) { fn(bytes + b, static_cast<size_t>(e - b), bits + b / 8); });
+}
+
+void bits_to_bytes(const uint8_t* bits, size_t n, uint8_t* bytes) {
+  check_ptr(bits, n, "bits_to_bytes", "bits");
+  check_ptr(bytes, n, "bits_to_bytes", "bytes");
+  const BitsToBytesFn fn = active_table().bits_to_bytes;
+  parallel_for(static_cast<int64_t>(n), 1, 64,
+               [&](int64_t b, int64_t e) { fn(bits + b / 8, static_cast<size_t>(e - b), bytes + b); });
+}
+
+void bytes_to_mask(const uint8_t* bytes, size_t n, DType dtype, void* mask) {
+  check_ptr(bytes, n, "bytes_to_mask", "bytes");
+  check_ptr(mask, n, "bytes_to_mask", "mask");
+  const size_t es = size_of(dtype);
+  const BytesToMaskFn fn = active_table().bytes_to_mask[size_index(es)];
+  const uint64_t one = one_bits(dtype);
+  parallel_for(static_cast<int64_t>(n), 1, 64, [&](int64_t b, int64_t e) {
+    fn(bytes + b, static_cast<size_t>(e - b), one, static_cast<char*>(mask) + b * es);
+  });
+}
+
+void mask_to_bytes(DType dtype, const void* mask, size_t n, uint8_t* bytes) {
+  check_ptr(mask, n, "mask_to_bytes", "mask");
+  check_ptr(bytes, n, "mask_to_bytes", "bytes");
+  const size_t es = size_of(dtype);
+  const MaskToBytesFn fn = active_table().mask_to_bytes[size_index(es)];
+  const uint64_t vb = value_bits(dtype);
+  parallel_for(static_cast<int64_t>(n), 1, 64, [&](int64_t b, int64_t e) {
+    fn(static_cast<const char*>(mask) + b * es, static_cast<size_t>(e - b), vb, bytes + b);
+  });
+}
+
+}  // namespace sparsity::kernels

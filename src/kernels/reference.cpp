@@ -1,0 +1,283 @@
+// Scalar reference kernels: plain loops that define the result every SIMD variant must reproduce bit for bit.
+#include "kernels/reference.hpp"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <utility>
+#include <vector>
+
+#include "sparsity/dtype.hpp"
+
+namespace sparsity::kernels {
+
+namespace {
+
+template <class U>
+U load_u(const void* p, size_t i) {
+  U v;
+  std::memcpy(&v, static_cast<const char*>(p) + i * sizeof(U), sizeof(U));
+  return v;
+}
+template <class U>
+void store_u(void* p, size_t i, U v) {
+  std::memcpy(static_cast<char*>(p) + i * sizeof(U), &v, sizeof(U));
+}
+// Bits of a float mask element without its sign: non-zero iff the element is non-zero (NaN included).
+template <class U>
+constexpr U magnitude_bits() {
+  return static_cast<U>(~U{0} >> 1);
+}
+
+// Element score and tile mean, per weight type: f16/bf16 round both to their own dtype.
+struct F32Traits {
+  using Acc = float;
+  static float norm(const void* w, int64_t i, Norm nm) {
+    const float x = load_u<float>(w, static_cast<size_t>(i));
+    return nm == Norm::L1 ? std::fabs(x) : x * x;
+  }
+  static float finish(float sum, int64_t count) { return sum / static_cast<float>(count); }
+};
+struct F64Traits {
+  using Acc = double;
+  static double norm(const void* w, int64_t i, Norm nm) {
+    const double x = load_u<double>(w, static_cast<size_t>(i));
+    return nm == Norm::L1 ? std::fabs(x) : x * x;
+  }
+  static double finish(double sum, int64_t count) { return sum / static_cast<double>(count); }
+};
+template <class H>
+struct Half16Traits {
+  using Acc = float;
+  static float round(float v) { return H::to_float(H::from_float(v)); }
+  static float norm(const void* w, int64_t i, Norm nm) {
+    const float x = H::to_float(load_u<uint16_t>(w, static_cast<size_t>(i)));
+    return round(nm == Norm::L1 ? std::fabs(x) : x * x);
+  }
+  static float finish(float sum, int64_t count) { return round(sum / static_cast<float>(count)); }
+};
+
+template <class Tr>
+void block_scores_ref(const void* w, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc, Norm nm,
+                      void* scores, int64_t tr0, int64_t tr1) {
+  using Acc = typename Tr::Acc;
+  const int64_t tcols = (cols + bc - 1) / bc;
+  for (int64_t tr = tr0; tr < tr1; ++tr) {
+    const int64_t r0 = tr * br, r1 = std::min(rows, r0 + br);
+    for (int64_t tc = 0; tc < tcols; ++tc) {
+      const int64_t c0 = tc * bc, c1 = std::min(cols, c0 + bc);
+      Acc sum = 0;
+      for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t c = c0; c < c1; ++c) sum += Tr::norm(w, r * ld + c, nm);
+      }
+      store_u<Acc>(scores, static_cast<size_t>(tr * tcols + tc), Tr::finish(sum, (r1 - r0) * (c1 - c0)));
+    }
+  }
+}
+
+template <class T, class K>
+void select_ref(const T* scores, size_t n, size_t k, uint8_t* selected) {
+  if (k >= n) {
+    std::fill(selected, selected + n, uint8_t{1});
+    return;
+  }
+  std::fill(selected, selected + n, uint8_t{0});
+  if (k == 0) return;
+  std::vector<K> keys(n);
+  for (size_t i = 0; i < n; ++i) {
+    if constexpr (sizeof(K) == 4) {
+      keys[i] = order_key_f32(load_u<uint32_t>(scores, i));
+    } else {
+      keys[i] = order_key_f64(load_u<uint64_t>(scores, i));
+    }
+  }
+  std::vector<K> sorted = keys;
+  std::nth_element(sorted.begin(), sorted.begin() + static_cast<ptrdiff_t>(k - 1), sorted.end());
+  const K threshold = sorted[k - 1];
+  size_t taken = 0;
+  for (size_t i = 0; i < n; ++i) {
+    if (keys[i] < threshold) {
+      selected[i] = 1;
+      ++taken;
+    }
+  }
+  for (size_t i = 0; i < n && taken < k; ++i) {
+    if (keys[i] == threshold) {
+      selected[i] = 1;
+      ++taken;
+    }
+  }
+}
+
+template <class T>
+void tile_one(const T* scores, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc, int64_t zeros,
+              uint8_t* pruned, int64_t tr, int64_t tc) {
+  using K = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
+  const int64_t vpb = br * bc;
+  std::vector<std::pair<K, int64_t>> entries(static_cast<size_t>(vpb));
+  for (int64_t p = 0; p < vpb; ++p) {
+    const int64_t r = tr * br + p / bc, c = tc * bc + p % bc;
+    K key = ~K{0};  // out of range: NaN at its place
+    if (r < rows && c < cols) {
+      if constexpr (sizeof(T) == 4) {
+        key = order_key_f32(load_u<uint32_t>(scores, static_cast<size_t>(r * ld + c)));
+      } else {
+        key = order_key_f64(load_u<uint64_t>(scores, static_cast<size_t>(r * ld + c)));
+      }
+      pruned[r * cols + c] = 0;
+    }
+    entries[static_cast<size_t>(p)] = {key, p};
+  }
+  const int64_t z = std::min(zeros, vpb);
+  if (z <= 0) return;
+  std::nth_element(entries.begin(), entries.begin() + (z - 1), entries.end());
+  for (int64_t i = 0; i < z; ++i) {
+    const int64_t p = entries[static_cast<size_t>(i)].second;
+    const int64_t r = tr * br + p / bc, c = tc * bc + p % bc;
+    if (r < rows && c < cols) pruned[r * cols + c] = 1;
+  }
+}
+
+template <class T>
+void tile_smallest_ref(const void* scores, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc,
+                       int64_t zeros, uint8_t* pruned, int64_t tr0, int64_t tr1) {
+  const int64_t tcols = (cols + bc - 1) / bc;
+  for (int64_t tr = tr0; tr < tr1; ++tr) {
+    for (int64_t tc = 0; tc < tcols; ++tc) {
+      tile_one(static_cast<const T*>(scores), rows, cols, ld, br, bc, zeros, pruned, tr, tc);
+    }
+  }
+}
+
+}  // namespace
+
+template <class U>
+void apply_bytes_reference(const void* w, const uint8_t* mask, void* out, size_t n, bool /*stream*/) {
+  for (size_t i = 0; i < n; ++i) store_u<U>(out, i, mask[i] ? load_u<U>(w, i) : U{0});
+}
+template <class U>
+void apply_bits_reference(const void* w, const uint8_t* bits, void* out, size_t n, bool /*stream*/) {
+  for (size_t i = 0; i < n; ++i) store_u<U>(out, i, ((bits[i / 8] >> (i % 8)) & 1u) ? load_u<U>(w, i) : U{0});
+}
+template <class U>
+void apply_float_reference(const void* w, const void* mask, void* out, size_t n, bool /*stream*/) {
+  for (size_t i = 0; i < n; ++i) {
+    store_u<U>(out, i, (load_u<U>(mask, i) & magnitude_bits<U>()) ? load_u<U>(w, i) : U{0});
+  }
+}
+
+void block_scores_f32_reference(const void* w, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc,
+                                Norm norm, void* scores, int64_t tr0, int64_t tr1) {
+  block_scores_ref<F32Traits>(w, rows, cols, ld, br, bc, norm, scores, tr0, tr1);
+}
+void block_scores_f64_reference(const void* w, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc,
+                                Norm norm, void* scores, int64_t tr0, int64_t tr1) {
+  block_scores_ref<F64Traits>(w, rows, cols, ld, br, bc, norm, scores, tr0, tr1);
+}
+void block_scores_f16_reference(const void* w, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc,
+                                Norm norm, void* scores, int64_t tr0, int64_t tr1) {
+  block_scores_ref<Half16Traits<Half>>(w, rows, cols, ld, br, bc, norm, scores, tr0, tr1);
+}
+void block_scores_bf16_reference(const void* w, int64_t rows, int64_t cols, int64_t ld, int64_t br,
+                                 int64_t bc, Norm norm, void* scores, int64_t tr0, int64_t tr1) {
+  block_scores_ref<Half16Traits<BFloat16>>(w, rows, cols, ld, br, bc, norm, scores, tr0, tr1);
+}
+
+void select_f32_reference(const float* scores, size_t n, size_t k, uint8_t* selected) {
+  select_ref<float, uint32_t>(scores, n, k, selected);
+}
+void select_f64_reference(const double* scores, size_t n, size_t k, uint8_t* selected) {
+  select_ref<double, uint64_t>(scores, n, k, selected);
+}
+
+void tile_smallest_f32_reference(const void* scores, int64_t rows, int64_t cols, int64_t ld, int64_t br,
+                                 int64_t bc, int64_t zeros, uint8_t* pruned, int64_t tr0, int64_t tr1) {
+  tile_smallest_ref<float>(scores, rows, cols, ld, br, bc, zeros, pruned, tr0, tr1);
+}
+void tile_smallest_f64_reference(const void* scores, int64_t rows, int64_t cols, int64_t ld, int64_t br,
+                                 int64_t bc, int64_t zeros, uint8_t* pruned, int64_t tr0, int64_t tr1) {
+  tile_smallest_ref<double>(scores, rows, cols, ld, br, bc, zeros, pruned, tr0, tr1);
+}
+void tile_smallest_one_f32(const float* scores, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc,
+                           int64_t zeros, uint8_t* pruned, int64_t tr, int64_t tc) {
+  tile_one(scores, rows, cols, ld, br, bc, zeros, pruned, tr, tc);
+}
+void tile_smallest_one_f64(const double* scores, int64_t rows, int64_t cols, int64_t ld, int64_t br,
+                           int64_t bc, int64_t zeros, uint8_t* pruned, int64_t tr, int64_t tc) {
+  tile_one(scores, rows, cols, ld, br, bc, zeros, pruned, tr, tc);
+}
+
+int64_t count_bytes_reference(const uint8_t* mask, size_t n) {
+  int64_t c = 0;
+  for (size_t i = 0; i < n; ++i) c += mask[i] != 0;
+  return c;
+}
+int64_t count_bits_reference(const uint8_t* bits, size_t n) {
+  int64_t c = 0;
+  for (size_t i = 0; i < n; ++i) c += (bits[i / 8] >> (i % 8)) & 1u;
+  return c;
+}
+void bytes_to_bits_reference(const uint8_t* bytes, size_t n, uint8_t* bits) {
+  std::fill(bits, bits + (n + 7) / 8, uint8_t{0});
+  for (size_t i = 0; i < n; ++i) {
+    if (bytes[i]) bits[i / 8] = static_cast<uint8_t>(bits[i / 8] | (1u << (i % 8)));
+  }
+}
+void bits_to_bytes_reference(const uint8_t* bits, size_t n, uint8_t* bytes) {
+  for (size_t i = 0; i < n; ++i) bytes[i] = (bits[i / 8] >> (i % 8)) & 1u;
+}
+template <class U>
+void bytes_to_mask_reference(const uint8_t* bytes, size_t n, uint64_t one, void* out) {
+  for (size_t i = 0; i < n; ++i) store_u<U>(out, i, bytes[i] ? static_cast<U>(one) : U{0});
+}
+template <class U>
+void mask_to_bytes_reference(const void* mask, size_t n, uint64_t value_bits, uint8_t* bytes) {
+  for (size_t i = 0; i < n; ++i) bytes[i] = (load_u<U>(mask, i) & static_cast<U>(value_bits)) != 0;
+}
+
+#define SPARSITY_INSTANTIATE_U(U)                                                         \
+  template void apply_bytes_reference<U>(const void*, const uint8_t*, void*, size_t, bool); \
+  template void apply_bits_reference<U>(const void*, const uint8_t*, void*, size_t, bool);  \
+  template void apply_float_reference<U>(const void*, const void*, void*, size_t, bool);    \
+  template void bytes_to_mask_reference<U>(const uint8_t*, size_t, uint64_t, void*);        \
+  template void mask_to_bytes_reference<U>(const void*, size_t, uint64_t, uint8_t*);
+SPARSITY_INSTANTIATE_U(uint8_t)
+SPARSITY_INSTANTIATE_U(uint16_t)
+SPARSITY_INSTANTIATE_U(uint32_t)
+SPARSITY_INSTANTIATE_U(uint64_t)
+#undef SPARSITY_INSTANTIATE_U
+
+void fill_reference(KernelTable& t) {
+  t.isa = Isa::scalar;
+  t.apply_bytes[kW16] = apply_bytes_reference<uint16_t>;
+  t.apply_bytes[kW32] = apply_bytes_reference<uint32_t>;
+  t.apply_bytes[kW64] = apply_bytes_reference<uint64_t>;
+  t.apply_bits[kW16] = apply_bits_reference<uint16_t>;
+  t.apply_bits[kW32] = apply_bits_reference<uint32_t>;
+  t.apply_bits[kW64] = apply_bits_reference<uint64_t>;
+  t.apply_float[kW16] = apply_float_reference<uint16_t>;
+  t.apply_float[kW32] = apply_float_reference<uint32_t>;
+  t.apply_float[kW64] = apply_float_reference<uint64_t>;
+  t.block_scores[0] = block_scores_f32_reference;
+  t.block_scores[1] = block_scores_f64_reference;
+  t.block_scores[2] = block_scores_f16_reference;
+  t.block_scores[3] = block_scores_bf16_reference;
+  t.select_f32 = select_f32_reference;
+  t.select_f64 = select_f64_reference;
+  t.tile_smallest[0] = tile_smallest_f32_reference;
+  t.tile_smallest[1] = tile_smallest_f64_reference;
+  t.count_bytes = count_bytes_reference;
+  t.count_bits = count_bits_reference;
+  t.bytes_to_bits = bytes_to_bits_reference;
+  t.bits_to_bytes = bits_to_bytes_reference;
+  t.bytes_to_mask[0] = bytes_to_mask_reference<uint8_t>;
+  t.bytes_to_mask[1] = bytes_to_mask_reference<uint16_t>;
+  t.bytes_to_mask[2] = bytes_to_mask_reference<uint32_t>;
+  t.bytes_to_mask[3] = bytes_to_mask_reference<uint64_t>;
+  t.mask_to_bytes[0] = mask_to_bytes_reference<uint8_t>;
+  t.mask_to_bytes[1] = mask_to_bytes_reference<uint16_t>;
+  t.mask_to_bytes[2] = mask_to_bytes_reference<uint32_t>;
+  t.mask_to_bytes[3] = mask_to_bytes_reference<uint64_t>;
+}
+
+}  // namespace sparsity::kernels

@@ -1,0 +1,64 @@
+// Scalar reference kernels: the ground truth every SIMD variant is tested against, and the Isa::scalar table.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+
+#include "kernels/dispatch.hpp"
+
+namespace sparsity::kernels {
+
+/// Fills every entry of `table` with the scalar reference.
+void fill_reference(KernelTable& table);
+
+template <class U>
+void apply_bytes_reference(const void* w, const uint8_t* mask, void* out, size_t n, bool stream);
+template <class U>
+void apply_bits_reference(const void* w, const uint8_t* bits, void* out, size_t n, bool stream);
+template <class U>
+void apply_float_reference(const void* w, const void* mask, void* out, size_t n, bool stream);
+
+void block_scores_f32_reference(const void* w, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc,
+                                Norm norm, void* scores, int64_t tr0, int64_t tr1);
+void block_scores_f64_reference(const void* w, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc,
+                                Norm norm, void* scores, int64_t tr0, int64_t tr1);
+void block_scores_f16_reference(const void* w, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc,
+                                Norm norm, void* scores, int64_t tr0, int64_t tr1);
+void block_scores_bf16_reference(const void* w, int64_t rows, int64_t cols, int64_t ld, int64_t br,
+                                 int64_t bc, Norm norm, void* scores, int64_t tr0, int64_t tr1);
+
+void select_f32_reference(const float* scores, size_t n, size_t k, uint8_t* selected);
+void select_f64_reference(const double* scores, size_t n, size_t k, uint8_t* selected);
+
+void tile_smallest_f32_reference(const void* scores, int64_t rows, int64_t cols, int64_t ld, int64_t br,
+                                 int64_t bc, int64_t zeros, uint8_t* pruned, int64_t tr0, int64_t tr1);
+void tile_smallest_f64_reference(const void* scores, int64_t rows, int64_t cols, int64_t ld, int64_t br,
+                                 int64_t bc, int64_t zeros, uint8_t* pruned, int64_t tr0, int64_t tr1);
+/// One tile (tile row tr, tile column tc) of tile_smallest; SIMD variants use it for large or edge tiles.
+void tile_smallest_one_f32(const float* scores, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc,
+                           int64_t zeros, uint8_t* pruned, int64_t tr, int64_t tc);
+void tile_smallest_one_f64(const double* scores, int64_t rows, int64_t cols, int64_t ld, int64_t br,
+                           int64_t bc, int64_t zeros, uint8_t* pruned, int64_t tr, int64_t tc);
+
+int64_t count_bytes_reference(const uint8_t* mask, size_t n);
+int64_t count_bits_reference(const uint8_t* bits, size_t n);
+void bytes_to_bits_reference(const uint8_t* bytes, size_t n, uint8_t* bits);
+void bits_to_bytes_reference(const uint8_t* bits, size_t n, uint8_t* bytes);
+template <class U>
+void bytes_to_mask_reference(const uint8_t* bytes, size_t n, uint64_t one, void* out);
+template <class U>
+void mask_to_bytes_reference(const void* mask, size_t n, uint64_t value_bits, uint8_t* bytes);
+
+/// Order-preserving keys: a < b as scores (NaN largest, -0 == +0) iff key(a) < key(b) as unsigned.
+inline uint32_t order_key_f32(uint32_t bits) {
+  if ((bits & 0x7fffffffu) > 0x7f800000u) return 0xffffffffu;  // any NaN
+  if (bits == 0x80000000u) bits = 0;                             // -0 -> +0
+  return (bits & 0x80000000u) ? ~bits : (bits | 0x80000000u);
+}
+inline uint64_t order_key_f64(uint64_t bits) {
+  if ((bits & 0x7fffffffffffffffull) > 0x7ff0000000000000ull) return ~0ull;
+  if (bits == 0x8000000000000000ull) bits = 0;
+  return (bits & 0x8000000000000000ull) ? ~bits : (bits | 0x8000000000000000ull);
+}
+
+}  // namespace sparsity::kernels
