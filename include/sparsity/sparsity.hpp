@@ -1,0 +1,21 @@
+// Umbrella header: every public header of sparsity except the opt-in Eigen interop (sparsity/eigen.hpp).
+#pragma once
+
+#include "sparsity/version.hpp"
+#include "sparsity/error.hpp"
+#include "sparsity/dtype.hpp"
+#include "sparsity/tensor.hpp"
+#include "sparsity/kernels.hpp"
+#include "sparsity/ops.hpp"
+#include "sparsity/module.hpp"
+#include "sparsity/parametrize.hpp"
+#include "sparsity/nn/linear.hpp"
+#include "sparsity/nn/conv2d.hpp"
+#include "sparsity/nn/containers.hpp"
+#include "sparsity/sparsifier/utils.hpp"
+#include "sparsity/sparsifier/fake_sparsity.hpp"
+#include "sparsity/sparsifier/base_sparsifier.hpp"
+#include "sparsity/sparsifier/weight_norm_sparsifier.hpp"
+#include "sparsity/sparsifier/nearly_diagonal_sparsifier.hpp"
+#include "sparsity/scheduler/base_scheduler.hpp"
+#include "sparsity/io/safetensors.hpp"
