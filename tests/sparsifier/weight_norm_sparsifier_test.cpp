@@ -1,0 +1,486 @@
+// Tests of WeightNormSparsifier: torch's TestWeightNormSparsifier, torch golden masks on every ISA and
+// thread count, hand-derived tie, NaN and edge-tile cases, dtypes and errors.
+#include "sparsity/sparsifier/weight_norm_sparsifier.hpp"
+
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cmath>
+#include <filesystem>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "sparsity/io/safetensors.hpp"
+#include "sparsity/kernels.hpp"
+#include "sparsity/nn/containers.hpp"
+#include "sparsity/nn/linear.hpp"
+#include "sparsity/parametrize.hpp"
+#include "sparsity/scheduler/base_scheduler.hpp"
+#include "sparsity/sparsifier/fake_sparsity.hpp"
+
+namespace sparsity {
+namespace {
+
+using nn::Linear;
+using nn::LinearOptions;
+using nn::Sequential;
+
+// torch's SimpleLinear: seq[Linear(7,5), Linear(5,6), Linear(6,4)], linear1 Linear(4,4),
+// linear2 Linear(4,10), all without bias.
+ModulePtr simple_linear() {
+  auto model = std::make_shared<Module>("SimpleLinear");
+  auto seq = std::make_shared<Sequential>();
+  seq->push_back(std::make_shared<Linear>(LinearOptions(7, 5).bias(false).seed(1)));
+  seq->push_back(std::make_shared<Linear>(LinearOptions(5, 6).bias(false).seed(2)));
+  seq->push_back(std::make_shared<Linear>(LinearOptions(6, 4).bias(false).seed(3)));
+  model->register_module("seq", seq);
+  model->register_module("linear1", std::make_shared<Linear>(LinearOptions(4, 4).bias(false).seed(4)));
+  model->register_module("linear2", std::make_shared<Linear>(LinearOptions(4, 10).bias(false).seed(5)));
+  return model;
+}
+
+std::vector<ConfigEntry> config_for(std::initializer_list<const char*> fqns) {
+  std::vector<ConfigEntry> out;
+  for (const char* f : fqns) out.emplace_back(Json{{"tensor_fqn", f}});
+  return out;
+}
+
+// A model holding one weight as child "layer" (tensor fqn "layer.weight").
+ModulePtr one_layer(const Tensor& weight) {
+  auto model = std::make_shared<Module>("Model");
+  auto layer = std::make_shared<Module>("Linear");
+  layer->register_parameter("weight", weight);
+  model->register_module("layer", layer);
+  return model;
+}
+
+Tensor mask_of_layer(const BaseSparsifier& sp, const std::string& fqn) {
+  for (const auto& [name, st] : sp.state()) {
+    if (name == fqn) return st.mask;
+  }
+  ADD_FAILURE() << "no state for " << fqn;
+  return {};
+}
+
+std::vector<int> kept(const Tensor& mask) {
+  std::vector<int> out;
+  for (double v : mask.to_vector()) out.push_back(v != 0.0 ? 1 : 0);
+  return out;
+}
+
+double zero_fraction(const Tensor& t) {
+  return 1.0 - static_cast<double>(count_nonzero(t)) / static_cast<double>(t.numel());
+}
+
+// ---- torch's TestWeightNormSparsifier ----------------------------------------------------------
+
+TEST(WeightNormSparsifier, Constructor) {
+  auto model = simple_linear();
+  WeightNormSparsifier sp;
+  sp.prepare(model, std::nullopt);
+  const std::set<std::string> expected{"seq.0", "seq.1", "seq.2", "linear1", "linear2"};
+  ASSERT_EQ(sp.groups().size(), 5u);
+  for (const auto& g : sp.groups()) {
+    EXPECT_EQ(type_before_parametrizations(*g.module), "Linear");
+    EXPECT_TRUE(expected.count(g.module_fqn())) << g.module_fqn();
+  }
+}
+
+TEST(WeightNormSparsifier, Step) {
+  auto model = simple_linear();
+  WeightNormSparsifier sp(0.5, {1, 4});
+  sp.prepare(model, config_for({"linear1.weight"}));
+  const Tensor mask = mask_of_layer(sp, "linear1.weight");
+  EXPECT_EQ(count_nonzero(mask), 16);  // no sparsity before the step
+  sp.step();
+  EXPECT_DOUBLE_EQ(zero_fraction(mask), 0.5);  // 4 tiles of (1,4), k = 2
+  for (int i = 0; i < 1000; ++i) sp.step();
+  EXPECT_DOUBLE_EQ(zero_fraction(mask), 0.5);  // masks are recomputed, they never collapse
+  EXPECT_TRUE(mask.is_same(mask_of_layer(sp, "linear1.weight")));
+}
+
+TEST(WeightNormSparsifier, Step2Of4) {
+  auto model = simple_linear();
+  WeightNormSparsifier sp(1.0, {1, 4}, 2);
+  sp.prepare(model, config_for({"linear1.weight"}));
+  sp.step();
+  const auto k = kept(mask_of_layer(sp, "linear1.weight"));
+  for (int r = 0; r < 4; ++r) {
+    int zeros = 0;
+    for (int c = 0; c < 4; ++c) zeros += k[r * 4 + c] == 0;
+    EXPECT_EQ(zeros, 2) << "row " << r;
+  }
+}
+
+TEST(WeightNormSparsifier, Prepare) {
+  auto model = simple_linear();
+  WeightNormSparsifier sp;
+  sp.prepare(model, std::nullopt);
+  for (const auto& g : sp.groups()) {
+    ASSERT_TRUE(is_parametrized(*g.module, "weight")) << g.tensor_fqn();
+    auto chain = parametrizations_of(*g.module, "weight");
+    ASSERT_FALSE(chain.empty());
+    auto* fs = dynamic_cast<FakeSparsity*>(chain[0].get());
+    ASSERT_NE(fs, nullptr);
+    EXPECT_TRUE(fs->has_buffer("mask"));
+  }
+}
+
+TEST(WeightNormSparsifier, MaskSquash) {
+  auto model = simple_linear();
+  WeightNormSparsifier sp;
+  sp.prepare(model, std::nullopt);
+  sp.step();
+  sp.squash_mask();
+  for (const auto& g : sp.groups()) {
+    EXPECT_FALSE(is_parametrized(*g.module)) << g.tensor_fqn();
+    EXPECT_FALSE(g.module->has_buffer("mask"));
+    EXPECT_TRUE(g.module->has_parameter("weight"));
+  }
+}
+
+// Linear(12,12) of ones for every (sl, block, zeros_per_block): the zero fraction after squash is
+// exactly 0 when z == 0, else clamp(sl, 0, 1) * z / block size.
+TEST(WeightNormSparsifier, SparsityLevels) {
+  const std::vector<double> levels{-1.0, 0.0, 0.5, 1.0, 2.0};
+  const std::vector<std::pair<int64_t, int64_t>> blocks{{1, 1}, {1, 4}, {2, 2}, {4, 1}};
+  auto model = std::make_shared<Sequential>();
+  std::vector<std::tuple<double, std::pair<int64_t, int64_t>, int64_t>> cases;
+  for (double sl : levels) {
+    for (auto b : blocks) {
+      for (int64_t z = 0; z <= 4; ++z) {
+        if (z > b.first * b.second) continue;
+        auto lin = std::make_shared<Linear>(LinearOptions(12, 12).bias(false));
+        lin->parameter("weight").fill_(1.0);
+        model->push_back(lin);
+        cases.emplace_back(sl, b, z);
+      }
+    }
+  }
+  std::vector<ConfigEntry> config;
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto& [sl, b, z] = cases[i];
+    config.emplace_back(Json{{"tensor_fqn", std::to_string(i) + ".weight"},
+                             {"sparsity_level", sl},
+                             {"sparse_block_shape", {b.first, b.second}},
+                             {"zeros_per_block", z}});
+  }
+  WeightNormSparsifier sp;
+  sp.prepare(model, config);
+  sp.step();
+  sp.squash_mask();
+  for (size_t i = 0; i < cases.size(); ++i) {
+    const auto& [sl, b, z] = cases[i];
+    const double expected = z == 0 ? 0.0 : std::clamp(sl, 0.0, 1.0) * static_cast<double>(z) /
+                                                static_cast<double>(b.first * b.second);
+    const Tensor w = (*model)[i]->parameter("weight");
+    EXPECT_DOUBLE_EQ(zero_fraction(w), expected)
+        << "sl " << sl << " block (" << b.first << "," << b.second << ") z " << z;
+  }
+}
+
+// ---- golden masks from torch (tests/data/golden/gen_golden.py) ----------------------------------
+
+struct Golden {
+  std::string name;
+  Tensor weight;
+  std::vector<Tensor> masks;
+  Json config;
+};
+
+std::vector<Golden> load_goldens() {
+  std::vector<Golden> out;
+  const std::filesystem::path dir = std::filesystem::path(SPARSITY_TEST_DATA_DIR) / "golden";
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() == ".safetensors") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  for (const auto& f : files) {
+    std::map<std::string, std::string> meta;
+    auto tensors = io::load_safetensors(f.string(), &meta);
+    Golden g;
+    g.name = f.stem().string();
+    g.config = Json::parse(meta.at("config"));
+    std::map<std::string, Tensor> by_name(tensors.begin(), tensors.end());
+    g.weight = by_name.at("weight");
+    for (int i = 0; i < g.config.at("steps").get<int>(); ++i) g.masks.push_back(by_name.at("mask_" + std::to_string(i)));
+    out.push_back(std::move(g));
+  }
+  return out;
+}
+
+// Runs one golden configuration; returns "" when every step's mask matches, else what differs.
+std::string run_golden(const Golden& g) {
+  auto model = one_layer(g.weight.clone());
+  const auto& c = g.config;
+  WeightNormOptions opt;
+  opt.sparsity_level(c.at("sparsity_level").get<double>())
+      .sparse_block_shape(c.at("sparse_block_shape")[0].get<int64_t>(), c.at("sparse_block_shape")[1].get<int64_t>())
+      .norm(c.at("norm") == "L1" ? kernels::Norm::L1 : kernels::Norm::L2);
+  if (!c.at("zeros_per_block").is_null()) opt.zeros_per_block(c.at("zeros_per_block").get<int64_t>());
+  WeightNormSparsifier sp(opt);
+  sp.prepare(model, config_for({"layer.weight"}));
+  std::unique_ptr<CubicSL> sched;
+  if (!c.at("scheduler").is_null()) {
+    const auto& s = c.at("scheduler");
+    sched = std::make_unique<CubicSL>(sp, s.at("init_sl").get<double>(), s.at("init_t").get<int>(),
+                                      s.at("delta_t").get<int>(), s.at("total_t").get<int>());
+  }
+  const Tensor mask = mask_of_layer(sp, "layer.weight");
+  for (size_t i = 0; i < g.masks.size(); ++i) {
+    const double level = sp.groups()[0].config.at("sparsity_level").get<double>();
+    if (level != c.at("levels")[i].get<double>()) {
+      return "step " + std::to_string(i) + ": sparsity level " + std::to_string(level) + " != torch's " +
+             c.at("levels")[i].dump();
+    }
+    sp.step();
+    if (mask.dtype() != g.weight.dtype()) return "mask dtype changed to " + std::string(to_string(mask.dtype()));
+    const auto got = kept(mask), want = kept(g.masks[i]);
+    size_t diff = 0;
+    for (size_t j = 0; j < got.size(); ++j) diff += got[j] != want[j];
+    if (diff != 0) return "step " + std::to_string(i) + ": " + std::to_string(diff) + " mask elements differ";
+    if (sched) sched->step();
+  }
+  return "";
+}
+
+TEST(WeightNormSparsifier, GoldenMasksFromTorchOnEveryIsaAndThreadCount) {
+  const auto goldens = load_goldens();
+  ASSERT_GE(goldens.size(), 20u);
+  for (kernels::Isa isa : kernels::available_isas()) {
+    kernels::ScopedIsaOverride force(isa);
+    for (int threads : {1, 2}) {
+      kernels::set_num_threads(threads);
+      for (const auto& g : goldens) {
+        EXPECT_EQ(run_golden(g), "") << g.name << " isa " << kernels::to_string(isa) << " threads " << threads;
+      }
+    }
+  }
+  kernels::set_num_threads(1);
+}
+
+// ---- hand-derived cases -----------------------------------------------------------------------
+
+Tensor run_once(const Tensor& weight, const WeightNormOptions& opt) {
+  auto model = one_layer(weight);
+  WeightNormSparsifier sp(opt);
+  sp.prepare(model, config_for({"layer.weight"}));
+  sp.step();
+  return mask_of_layer(sp, "layer.weight");
+}
+
+// All scores equal: the lower flat tile index is pruned first (spec §0.4), so on 12x12 ones with
+// (1,4) tiles and k = 18 the first 18 tiles (rows 0-5) go.
+TEST(WeightNormSparsifier, TiesPruneLowerTileIndexFirst) {
+  for (kernels::Isa isa : kernels::available_isas()) {
+    kernels::ScopedIsaOverride force(isa);
+    const auto k = kept(run_once(Tensor::ones({12, 12}), WeightNormOptions().sparsity_level(0.5)));
+    for (int i = 0; i < 144; ++i) ASSERT_EQ(k[i], i < 72 ? 0 : 1) << "element " << i << " isa " << kernels::to_string(isa);
+  }
+}
+
+// Equal scores inside a tile: the lower positions go first ([1,1,1,1] with 2 zeros -> 0,0,1,1).
+TEST(WeightNormSparsifier, TiesInsideTilePruneLowerPositionFirst) {
+  for (kernels::Isa isa : kernels::available_isas()) {
+    kernels::ScopedIsaOverride force(isa);
+    const auto k = kept(run_once(Tensor::ones({2, 8}), WeightNormOptions().sparsity_level(1.0).zeros_per_block(2)));
+    EXPECT_EQ(k, (std::vector<int>{0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1, 0, 0, 1, 1}));
+  }
+}
+
+// (2,2) tiles inside a tile are ranked row-major: tile [[1,1],[1,1]] with z = 3 keeps (1,1).
+TEST(WeightNormSparsifier, TiesInside2dTileAreRowMajor) {
+  const auto k =
+      kept(run_once(Tensor::ones({2, 2}), WeightNormOptions().sparsity_level(1.0).sparse_block_shape(2, 2).zeros_per_block(3)));
+  EXPECT_EQ(k, (std::vector<int>{0, 0, 0, 1}));
+}
+
+// NaN ranks above +inf above every finite score; -inf scores +inf under both norms.
+TEST(WeightNormSparsifier, NanRanksAboveInfinity) {
+  const double nan = std::nan(""), inf = INFINITY;
+  for (auto norm : {kernels::Norm::L1, kernels::Norm::L2}) {
+    const Tensor w = Tensor::from_values({nan, inf, 1.0, -2.0, -inf, 0.5}, {1, 6});
+    // (1,1), k = round(5/6 * 6) = 5 = L - 1: only the NaN survives.
+    auto k = kept(run_once(w.clone(), WeightNormOptions().sparsity_level(5.0 / 6.0).sparse_block_shape(1, 1).norm(norm)));
+    EXPECT_EQ(k, (std::vector<int>{1, 0, 0, 0, 0, 0}));
+    // k = 3: the three finite values.
+    k = kept(run_once(w.clone(), WeightNormOptions().sparsity_level(0.5).sparse_block_shape(1, 1).norm(norm)));
+    EXPECT_EQ(k, (std::vector<int>{1, 1, 0, 0, 1, 0}));
+  }
+  // Inside a tile, z = 3 of [NaN, inf, 3, -1]: prunes -1, 3, inf.
+  const auto k = kept(run_once(Tensor::from_values({nan, inf, 3.0, -1.0}, {1, 4}),
+                               WeightNormOptions().sparsity_level(1.0).zeros_per_block(3)));
+  EXPECT_EQ(k, (std::vector<int>{1, 0, 0, 0}));
+}
+
+// An edge tile is averaged over its in-range elements: [1,1,1,1 | 1.2,1.2] prunes the full tile
+// (mean 1) and keeps the partial one (mean 1.2, not 0.6).
+TEST(WeightNormSparsifier, EdgeTileMeanOverInRangeElements) {
+  const auto k = kept(run_once(Tensor::from_values({1, 1, 1, 1, 1.2, 1.2}, {1, 6}),
+                               WeightNormOptions().sparsity_level(0.5).norm(kernels::Norm::L1)));
+  EXPECT_EQ(k, (std::vector<int>{0, 0, 0, 0, 1, 1}));
+}
+
+// N:M on a partial edge tile: [a, b] of a (1,4) tile with z = 2 prunes both real elements (the
+// missing positions rank as NaN, last).
+TEST(WeightNormSparsifier, EdgeTileZerosPerBlockPrunesRealElementsFirst) {
+  const auto k = kept(run_once(Tensor::from_values({5, 1, 4, 3, 9, 8}, {1, 6}),
+                               WeightNormOptions().sparsity_level(1.0).zeros_per_block(2)));
+  EXPECT_EQ(k, (std::vector<int>{1, 0, 1, 0, 0, 0}));
+}
+
+// k = round-half-even(sl * L) clamped to [0, L - 1]: L = 4 tiles, sl 0.625 -> 2.5 -> 2; 0.875 -> 3.5 -> 4 -> 3.
+TEST(WeightNormSparsifier, KIsRoundedHalfToEvenAndClamped) {
+  const Tensor w = Tensor::from_values({4, 3, 2, 1}, {1, 4});
+  auto count = [&](double sl) {
+    return 4 - count_nonzero(run_once(w.clone(), WeightNormOptions().sparsity_level(sl).sparse_block_shape(1, 1)));
+  };
+  EXPECT_EQ(count(0.625), 2);
+  EXPECT_EQ(count(0.375), 2);  // 1.5 -> 2
+  EXPECT_EQ(count(0.875), 3);  // 3.5 -> 4, clamped to L - 1
+  EXPECT_EQ(count(0.99), 3);
+  EXPECT_EQ(count(0.1), 0);    // 0.4 -> 0
+  // A one-tile tensor is never pruned below sparsity level 1.
+  EXPECT_EQ(count_nonzero(run_once(Tensor::ones({3, 3}), WeightNormOptions().sparsity_level(0.9).sparse_block_shape(4, 4))), 9);
+}
+
+// zeros_per_block unset = product of the group's effective block shape (spec §0.3): options (1,8),
+// group (1,2) -> whole (1,2) tiles are pruned (torch would keep zpb 8 and raise).
+TEST(WeightNormSparsifier, UnsetZerosPerBlockFollowsGroupBlockShape) {
+  auto model = one_layer(Tensor::from_values({1, 2, 9, 8, 3, 4, 7, 6}, {1, 8}));
+  WeightNormSparsifier sp(WeightNormOptions().sparsity_level(0.5).sparse_block_shape(1, 8));
+  sp.prepare(model, std::vector<ConfigEntry>{Json{{"tensor_fqn", "layer.weight"}, {"sparse_block_shape", {1, 2}}}});
+  sp.step();
+  EXPECT_EQ(kept(mask_of_layer(sp, "layer.weight")), (std::vector<int>{0, 0, 1, 1, 0, 0, 1, 1}));
+}
+
+// Scores are computed on the masked weights: pruned zeros stay the smallest (sticky masks), and
+// lowering the level to 0 restores a full mask.
+TEST(WeightNormSparsifier, ScoresUseMaskedWeightsAndLevelZeroUnprunes) {
+  auto model = one_layer(Tensor::from_values({5, 1, 4, 3, 2, 6}, {1, 6}));
+  WeightNormSparsifier sp(WeightNormOptions().sparsity_level(0.5).sparse_block_shape(1, 1));
+  sp.prepare(model, config_for({"layer.weight"}));
+  const Tensor mask = mask_of_layer(sp, "layer.weight");
+  sp.step();
+  EXPECT_EQ(kept(mask), (std::vector<int>{1, 0, 1, 0, 0, 1}));  // 1, 2 and 3 go
+  // The original changes; the kept 4 becomes 0.5, still above the masked zeros.
+  parametrization_original(*model->child("layer"), "weight").set({0, 2}, 0.5);
+  sp.groups()[0].config["sparsity_level"] = 0.25;  // k = round(1.5) = 2: two of the three zeros
+  sp.step();
+  EXPECT_EQ(kept(mask), (std::vector<int>{1, 0, 1, 0, 1, 1}));  // ties among zeros: lower index first
+  sp.groups()[0].config["sparsity_level"] = 4.0 / 6.0;  // k = 4: the zeros, then the 0.5
+  sp.step();
+  EXPECT_EQ(kept(mask), (std::vector<int>{1, 0, 0, 0, 0, 1}));
+  sp.groups()[0].config["sparsity_level"] = 0.0;
+  sp.step();
+  EXPECT_EQ(kept(mask), (std::vector<int>{1, 1, 1, 1, 1, 1}));
+}
+
+// A custom element-wise norm replaces L1/L2: score = -w prunes the largest weights.
+TEST(WeightNormSparsifier, CustomNormFunction) {
+  const Tensor w = Tensor::from_values({1, -3, 2, 0.5}, {1, 4});
+  const auto k = kept(run_once(
+      w, WeightNormOptions().sparsity_level(0.5).sparse_block_shape(1, 1).norm_fn([](double x) { return -x; })));
+  EXPECT_EQ(k, (std::vector<int>{0, 1, 0, 1}));
+  // Block means of the custom score: (1,2) tiles of -w: [-1+3]/2=1, [-2-0.5]/2=-1.25 -> second pruned.
+  const auto k2 = kept(run_once(
+      w.clone(), WeightNormOptions().sparsity_level(0.5).sparse_block_shape(1, 2).norm_fn([](double x) { return -x; })));
+  EXPECT_EQ(k2, (std::vector<int>{1, 1, 0, 0}));
+}
+
+// Masks keep their dtype and identity: f64/f16/bf16 weights get masks of their dtype in every path;
+// a user bool mask stays bool; squash keeps the weight's dtype and writes +0.0.
+TEST(WeightNormSparsifier, MasksKeepDtypeAndIdentity) {
+  for (DType dt : {DType::f64, DType::f16, DType::bf16, DType::f32}) {
+    for (int64_t z : {4, 2}) {
+      auto model = one_layer(Tensor::from_values({1, -2, 3, -4, 5, -6, 7, -8}, {2, 4}, dt));
+      WeightNormSparsifier sp(0.5, {1, 4}, z);
+      sp.prepare(model, config_for({"layer.weight"}));
+      const Tensor mask = mask_of_layer(sp, "layer.weight");
+      sp.step();
+      EXPECT_EQ(mask.dtype(), dt);
+      EXPECT_TRUE(mask.is_same(mask_of_layer(sp, "layer.weight")));
+      EXPECT_EQ(count_nonzero(mask), 8 - z);
+      sp.squash_mask();
+      EXPECT_EQ(model->child("layer")->parameter("weight").dtype(), dt);
+    }
+  }
+  auto model = one_layer(Tensor::from_values({1, -2, 3, -4}, {1, 4}));
+  ConfigEntry entry(Json{{"tensor_fqn", "layer.weight"}});
+  entry.mask = Tensor::ones({1, 4}, DType::bool_);
+  WeightNormSparsifier sp(1.0, {1, 4}, 2);
+  sp.prepare(model, std::vector<ConfigEntry>{entry});
+  sp.step();
+  const Tensor mask = mask_of_layer(sp, "layer.weight");
+  EXPECT_TRUE(mask.is_same(entry.mask));
+  EXPECT_EQ(mask.dtype(), DType::bool_);
+  EXPECT_EQ(kept(mask), (std::vector<int>{0, 0, 1, 1}));
+}
+
+TEST(WeightNormSparsifier, SquashWritesPositiveZeroForPrunedNanAndInf) {
+  auto model = one_layer(Tensor::from_values({std::nan(""), -INFINITY, -1.0, 2.0}, {1, 4}));
+  WeightNormSparsifier sp(1.0, {1, 4});  // whole blocks at level 1: everything pruned
+  sp.prepare(model, config_for({"layer.weight"}));
+  sp.step();
+  sp.squash_mask();
+  const Tensor w = model->child("layer")->parameter("weight");
+  for (int i = 0; i < 4; ++i) {
+    EXPECT_EQ(w.get_flat(i), 0.0);
+    EXPECT_FALSE(std::signbit(w.get_flat(i))) << i;
+  }
+}
+
+// Multi-threaded and single-threaded steps give the same masks on a weight above the threshold,
+// for a custom chunking-sensitive shape (rows not a multiple of the block rows).
+TEST(WeightNormSparsifier, ThreadCountDoesNotChangeMasks) {
+  Tensor w = Tensor::empty({301, 517}, DType::f32);
+  nn::uniform_init_(w, 1.0, 99);
+  std::vector<std::vector<int>> results;
+  for (int threads : {1, 2}) {
+    kernels::set_num_threads(threads);
+    for (auto opt : {WeightNormOptions().sparsity_level(0.45).sparse_block_shape(3, 5),
+                     WeightNormOptions().sparsity_level(0.7).sparse_block_shape(2, 4).zeros_per_block(3)}) {
+      results.push_back(kept(run_once(w.clone(), opt)));
+    }
+  }
+  kernels::set_num_threads(1);
+  EXPECT_EQ(results[0], results[2]);
+  EXPECT_EQ(results[1], results[3]);
+}
+
+// ---- errors -------------------------------------------------------------------------------------
+
+void expect_error(const std::function<void()>& f, ErrorCode code, const std::string& needle) {
+  try {
+    f();
+    ADD_FAILURE() << "no error; expected one mentioning " << needle;
+  } catch (const Error& e) {
+    EXPECT_EQ(e.code(), code) << e.what();
+    EXPECT_NE(std::string(e.what()).find(needle), std::string::npos) << e.what();
+  }
+}
+
+TEST(WeightNormSparsifier, Errors) {
+  auto step_with = [](Json extra, Tensor w = Tensor::ones({4, 8})) {
+    auto model = one_layer(w);
+    WeightNormSparsifier sp;
+    Json e = {{"tensor_fqn", "layer.weight"}};
+    if (extra.is_object()) e.update(extra);
+    sp.prepare(model, std::vector<ConfigEntry>{e});
+    sp.step();
+  };
+  expect_error([&] { step_with({{"zeros_per_block", 5}}); }, ErrorCode::InvalidArgument, "zeros_per_block");
+  expect_error([&] { step_with({{"zeros_per_block", -1}}); }, ErrorCode::InvalidArgument, "layer.weight");
+  expect_error([&] { step_with({{"sparse_block_shape", {1}}}); }, ErrorCode::InvalidArgument, "sparse_block_shape");
+  expect_error([&] { step_with({{"sparse_block_shape", {0, 4}}}); }, ErrorCode::InvalidArgument, "sparse_block_shape");
+  expect_error([&] { step_with({{"sparsity_level", "half"}}); }, ErrorCode::InvalidArgument, "sparsity_level");
+  expect_error([&] { step_with({{"zeros_per_block", 1.5}}); }, ErrorCode::InvalidArgument, "zeros_per_block");
+  expect_error([&] { step_with({}, Tensor::ones({8})); }, ErrorCode::InvalidArgument, "2-D");
+  expect_error([&] { WeightNormSparsifier sp(0.5, {0, 4}); }, ErrorCode::InvalidArgument, "sparse_block_shape");
+}
+
+}  // namespace
+}  // namespace sparsity
