@@ -16,6 +16,8 @@
 namespace sparsity {
 namespace {
 
+constexpr int64_t kMaxBlockSide = int64_t{1} << 31;
+
 struct Settings {
   double sparsity_level;
   int64_t br, bc;
@@ -55,6 +57,8 @@ Settings settings_of(const Json& config, const WeightNormOptions& o, const std::
     s.br = (*it)[0].get<int64_t>();
     s.bc = (*it)[1].get<int64_t>();
   }
+  SPARSITY_CHECK(s.br <= kMaxBlockSide && s.bc <= kMaxBlockSide, InvalidArgument,
+                 "WeightNormSparsifier: 'sparse_block_shape' of '", fqn, "' is too large: [", s.br, ", ", s.bc, "]");
   const int64_t vpb = s.br * s.bc;
   std::optional<int64_t> z = o.zeros_per_block_;
   if (auto it = config.find("zeros_per_block"); it != config.end()) {
@@ -206,12 +210,16 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
   const bool custom = static_cast<bool>(options_.norm_fn_);
   const bool all_tiles = st.sparsity_level >= 1;  // only reachable with zeros < vpb
   const bool nm = st.zeros < vpb;
-  const int64_t tiles_r = (rows + st.br - 1) / st.br, tiles_c = (cols + st.bc - 1) / st.bc;
+  // A block side beyond the tensor gives the same tiles as one clamped to it (edge tiles count their
+  // in-range elements only; missing positions rank last), so work with the clamped geometry.
+  const int64_t br = std::min(st.br, rows), bc = std::min(st.bc, cols);
+  const int64_t zeros = std::min(st.zeros, br * bc);
+  const int64_t tiles_r = (rows + br - 1) / br, tiles_c = (cols + bc - 1) / bc;
   const size_t L = static_cast<size_t>(tiles_r) * static_cast<size_t>(tiles_c);
 
   // Chunks of whole tile rows, ~16K elements each, so a chunk's temporaries stay in L1/L2.
-  const int64_t tile_rows_per_chunk = std::max<int64_t>(1, (int64_t{16384} / std::max<int64_t>(1, cols)) / st.br);
-  const int64_t chunk_rows = tile_rows_per_chunk * st.br;
+  const int64_t tile_rows_per_chunk = std::max<int64_t>(1, (int64_t{16384} / cols) / br);
+  const int64_t chunk_rows = std::min(rows, tile_rows_per_chunk * br);
   const int64_t n_chunks = (rows + chunk_rows - 1) / chunk_rows;
   const size_t chunk_elems = static_cast<size_t>(chunk_rows) * static_cast<size_t>(cols);
 
@@ -247,24 +255,24 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
       kernels::apply_mask_bytes(wdt, w, old_bytes + off, masked, cn);
       w = masked;
     }
-    const size_t tile0 = static_cast<size_t>(r0 / st.br) * static_cast<size_t>(tiles_c);
+    const size_t tile0 = static_cast<size_t>(r0 / br) * static_cast<size_t>(tiles_c);
     if (custom) {
       if (f64) {
         custom_element_scores<double>(wdt, w, cn, norm_fn, elem);
-        if (!all_tiles) tile_means<double>(wdt, elem, nr, cols, st.br, st.bc, scores64 + tile0);
+        if (!all_tiles) tile_means<double>(wdt, elem, nr, cols, br, bc, scores64 + tile0);
       } else {
         float* e32 = reinterpret_cast<float*>(elem);
         custom_element_scores<float>(wdt, w, cn, norm_fn, e32);
-        if (!all_tiles) tile_means<float>(wdt, e32, nr, cols, st.br, st.bc, scores32 + tile0);
+        if (!all_tiles) tile_means<float>(wdt, e32, nr, cols, br, bc, scores32 + tile0);
       }
     } else {
       if (!all_tiles) {
         void* dst = f64 ? static_cast<void*>(scores64 + tile0) : static_cast<void*>(scores32 + tile0);
-        kernels::block_scores(wdt, w, nr, cols, cols, st.br, st.bc, norm, dst);
+        kernels::block_scores(wdt, w, nr, cols, cols, br, bc, norm, dst);
       }
       if (nm) kernels::block_scores(wdt, w, nr, cols, cols, 1, 1, norm, elem);
     }
-    if (nm) kernels::tile_smallest(elem, f64, nr, cols, cols, st.br, st.bc, st.zeros, pruned + off);
+    if (nm) kernels::tile_smallest(elem, f64, nr, cols, cols, br, bc, zeros, pruned + off);
   };
 
   auto pass2 = [&](int64_t chunk) {
@@ -275,15 +283,15 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
     Buffers& local = thread_buffers(0);
     uint8_t* fresh = scratch(local.bytes, local.bytes_cap, chunk_elems * wsz);  // reused: >= chunk_elems bytes
     uint8_t* expand = fresh + cn;  // one row of "tile selected" flags (wsz >= 2 leaves room)
-    for (int64_t r = 0; r < nr; r += st.br) {
-      const int64_t tr = (r0 + r) / st.br;
+    for (int64_t r = 0; r < nr; r += br) {
+      const int64_t tr = (r0 + r) / br;
       const uint8_t* sel = selected + static_cast<size_t>(tr) * static_cast<size_t>(tiles_c);
       for (int64_t tcol = 0; tcol < tiles_c; ++tcol) {
-        const int64_t c0 = tcol * st.bc, c1 = std::min(cols, c0 + st.bc);
+        const int64_t c0 = tcol * bc, c1 = std::min(cols, c0 + bc);
         const uint8_t s = sel[tcol];
         for (int64_t c = c0; c < c1; ++c) expand[c] = s;
       }
-      const int64_t rend = std::min(nr, r + st.br);
+      const int64_t rend = std::min(nr, r + br);
       for (int64_t rr = r; rr < rend; ++rr) {
         uint8_t* dst = fresh + static_cast<size_t>(rr) * static_cast<size_t>(cols);
         if (nm) {
@@ -326,6 +334,16 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
   for (int64_t c = 0; c < n_chunks; ++c) pass2(c);
 
   if (!out_mask.is_same(mask)) mask.copy_(out_mask);
+  // Keep the scratch for the next step unless it is unusually large.
+  constexpr size_t kKeepBytes = size_t{64} << 20;
+  if (whole.bytes_cap > kKeepBytes) {
+    whole.bytes.reset();
+    whole.bytes_cap = 0;
+  }
+  if (whole.scores_cap * sizeof(double) > kKeepBytes) {
+    whole.scores.reset();
+    whole.scores_cap = 0;
+  }
 }
 
 }  // namespace sparsity

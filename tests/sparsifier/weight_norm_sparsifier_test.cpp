@@ -451,6 +451,19 @@ TEST(WeightNormSparsifier, ThreadCountDoesNotChangeMasks) {
   EXPECT_EQ(results[1], results[3]);
 }
 
+// A block larger than the tensor is one edge tile: (8,8) on 3x5 with 4 zeros prunes the 4 smallest
+// of the 15 real elements (the missing positions rank last), and a level below 1 prunes nothing.
+TEST(WeightNormSparsifier, BlockLargerThanTensor) {
+  std::vector<double> v;
+  for (int i = 0; i < 15; ++i) v.push_back((i * 7) % 15 + 1);  // 1..15, shuffled
+  const Tensor w = Tensor::from_values(v, {3, 5});
+  const auto k = kept(run_once(w.clone(), WeightNormOptions().sparsity_level(1.0).sparse_block_shape(8, 8).zeros_per_block(4)));
+  for (int i = 0; i < 15; ++i) EXPECT_EQ(k[i], v[i] > 4 ? 1 : 0) << i;
+  EXPECT_EQ(count_nonzero(run_once(w.clone(), WeightNormOptions().sparsity_level(0.9).sparse_block_shape(8, 8))), 15);
+  const auto all = kept(run_once(w.clone(), WeightNormOptions().sparsity_level(1.0).sparse_block_shape(8, 8).zeros_per_block(20)));
+  EXPECT_EQ(std::count(all.begin(), all.end(), 0), 15);
+}
+
 // ---- errors -------------------------------------------------------------------------------------
 
 void expect_error(const std::function<void()>& f, ErrorCode code, const std::string& needle) {
