@@ -7,6 +7,8 @@
 #include <cstdlib>
 #include <memory>
 #include <random>
+#include <string>
+#include <string_view>
 #include <vector>
 
 #include "kernels/dispatch.hpp"
@@ -68,6 +70,20 @@ inline bool require_isa(benchmark::State& state, kernels::Isa isa) {
 inline void set_rates(benchmark::State& state, int64_t n, int64_t bytes_per_iteration) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * bytes_per_iteration);
   state.SetItemsProcessed(static_cast<int64_t>(state.iterations()) * n);
+}
+
+}  // namespace sparsity::bench
+
+namespace sparsity::bench {
+
+/// ISAs with a kernel for `family` in registry.inc, scalar (the reference) first.
+inline std::vector<kernels::Isa> registry_isas(std::string_view family) {
+  std::vector<kernels::Isa> isas{kernels::Isa::scalar};
+#define SPARSITY_KERNEL(fam, isa) \
+  if (family == #fam) isas.push_back(kernels::Isa::isa);
+#include "kernels/registry.inc"
+#undef SPARSITY_KERNEL
+  return isas;
 }
 
 }  // namespace sparsity::bench

@@ -1,0 +1,81 @@
+// Arch-templated helpers shared by the SIMD kernel families (every helper is a template on Arch, so the
+// copy compiled with one ISA's flags is never linked into another ISA's kernels).
+#pragma once
+
+#include <immintrin.h>
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+
+#include <xsimd/xsimd.hpp>
+
+namespace sparsity::kernels::simd {
+
+template <class Arch>
+constexpr bool is_avx512 = std::is_base_of_v<xsimd::avx512f, Arch>;
+template <class Arch>
+constexpr bool is_avx = std::is_base_of_v<xsimd::avx, Arch>;
+
+/// Unaligned scalar load/store through memcpy (any alignment, no aliasing issue).
+template <class Arch, class U>
+inline U load_scalar(const void* p) {
+  U v;
+  std::memcpy(&v, p, sizeof(U));
+  return v;
+}
+template <class Arch, class U>
+inline void store_scalar(void* p, U v) {
+  std::memcpy(p, &v, sizeof(U));
+}
+
+/// Stores an integer batch; with Stream, a non-temporal store (p must be aligned to the batch size).
+template <bool Stream, class Arch, class T>
+inline void store(T* p, const xsimd::batch<T, Arch>& v) {
+  if constexpr (Stream) {
+    if constexpr (is_avx512<Arch>) {
+      _mm512_stream_si512(reinterpret_cast<__m512i*>(p), v);
+    } else if constexpr (is_avx<Arch>) {
+      _mm256_stream_si256(reinterpret_cast<__m256i*>(p), v);
+    } else {
+      _mm_stream_si128(reinterpret_cast<__m128i*>(p), v);
+    }
+  } else {
+    v.store_unaligned(p);
+  }
+}
+
+/// Orders the non-temporal stores before whatever follows.
+template <class Arch>
+inline void stream_fence() {
+  _mm_sfence();
+}
+
+/// Bit i set iff byte i of the little-endian word `x` is non-zero (i < 8).
+template <class Arch>
+inline uint64_t nonzero_bytes_to_bits(uint64_t x) {
+  const uint64_t low7 = 0x7f7f7f7f7f7f7f7full;
+  const uint64_t high = (((x & low7) + low7) | x) & 0x8080808080808080ull;
+  // The multiplier moves bit 8i + 7 to bit 56 + i; the partial products never overlap, so no carries.
+  return ((high >> 7) * 0x0102040810204080ull) >> 56;
+}
+
+/// 64 mask bytes -> 64 keep bits.
+template <class Arch>
+inline uint64_t bytes64_to_bits(const uint8_t* m) {
+  uint64_t word = 0;
+  for (int j = 0; j < 8; ++j) word |= nonzero_bytes_to_bits<Arch>(load_scalar<Arch, uint64_t>(m + 8 * j)) << (8 * j);
+  return word;
+}
+
+/// 64 keep bits starting at bit `first` of `bits` (bits[first / 8 .. (first + 63) / 8] must exist).
+template <class Arch>
+inline uint64_t bits64_at(const uint8_t* bits, size_t first) {
+  const uint8_t* p = bits + first / 8;
+  const unsigned shift = static_cast<unsigned>(first % 8);
+  const uint64_t lo = load_scalar<Arch, uint64_t>(p);
+  return shift == 0 ? lo : (lo >> shift) | (static_cast<uint64_t>(p[8]) << (64 - shift));
+}
+
+}  // namespace sparsity::kernels::simd
