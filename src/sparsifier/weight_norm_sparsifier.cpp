@@ -147,6 +147,29 @@ void tile_means(DType dtype, const S* s, int64_t rows, int64_t cols, int64_t br,
   }
 }
 
+// out[c] = sel[c / bc] for c < cols (one row of per-element "tile selected" flags).
+void expand_tiles(const uint8_t* sel, int64_t tiles_c, int64_t bc, int64_t cols, uint8_t* out) {
+  if (bc == 1) {
+    std::memcpy(out, sel, static_cast<size_t>(cols));
+    return;
+  }
+  const int64_t full = cols / bc;  // tiles that lie entirely inside the row
+  if (bc == 4) {
+    for (int64_t t = 0; t < full; ++t) {
+      const uint32_t v = sel[t] * 0x01010101u;
+      std::memcpy(out + 4 * t, &v, 4);
+    }
+  } else if (bc == 8) {
+    for (int64_t t = 0; t < full; ++t) {
+      const uint64_t v = sel[t] * 0x0101010101010101ull;
+      std::memcpy(out + 8 * t, &v, 8);
+    }
+  } else {
+    for (int64_t t = 0; t < full; ++t) std::memset(out + t * bc, sel[t], static_cast<size_t>(bc));
+  }
+  if (full < tiles_c) std::memset(out + full * bc, sel[full], static_cast<size_t>(cols - full * bc));
+}
+
 }  // namespace
 
 WeightNormSparsifier::WeightNormSparsifier(WeightNormOptions options)
@@ -251,7 +274,8 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
     double* elem = scratch(local.scores, local.scores_cap, chunk_elems);
     kernels::mask_to_bytes(mdt, mbase + off * msz, cn, old_bytes + off);
     const void* w = wbase + off * wsz;
-    if (apply_own_mask) {
+    // A chunk whose mask keeps everything (e.g. the first step) is scored straight from the original.
+    if (apply_own_mask && std::memchr(old_bytes + off, 0, cn) != nullptr) {
       kernels::apply_mask_bytes(wdt, w, old_bytes + off, masked, cn);
       w = masked;
     }
@@ -286,11 +310,7 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
     for (int64_t r = 0; r < nr; r += br) {
       const int64_t tr = (r0 + r) / br;
       const uint8_t* sel = selected + static_cast<size_t>(tr) * static_cast<size_t>(tiles_c);
-      for (int64_t tcol = 0; tcol < tiles_c; ++tcol) {
-        const int64_t c0 = tcol * bc, c1 = std::min(cols, c0 + bc);
-        const uint8_t s = sel[tcol];
-        for (int64_t c = c0; c < c1; ++c) expand[c] = s;
-      }
+      expand_tiles(sel, tiles_c, bc, cols, expand);
       const int64_t rend = std::min(nr, r + br);
       for (int64_t rr = r; rr < rend; ++rr) {
         uint8_t* dst = fresh + static_cast<size_t>(rr) * static_cast<size_t>(cols);
