@@ -156,6 +156,17 @@ TEST(Scheduler, Repr) {
   EXPECT_NE(r.find("\n    base_sl: [0.5]\n)"), std::string::npos) << r;
 }
 
+TEST(Scheduler, VerbosePrintsEveryGroupLevel) {
+  Fixture f;
+  testing::internal::CaptureStdout();
+  LambdaSL s(f.sparsifier, [](int epoch) { return 1.0 + epoch; }, -1, /*verbose=*/true);
+  f.sparsifier.step();
+  s.step();
+  EXPECT_EQ(testing::internal::GetCapturedStdout(),
+            "Adjusting sparsity level of group 0 to 5.0000e-01.\n"
+            "Adjusting sparsity level of group 0 to 1.0000e+00.\n");
+}
+
 TEST(LambdaSL, Step) {
   Fixture f;
   LambdaSL s(f.sparsifier, [](int epoch) { return 10.0 * epoch; });

@@ -165,6 +165,18 @@ TEST(NearlyDiagonalSparsifier, RectangularWeightAndUserMaskDtype) {
   }
 }
 
+TEST(NearlyDiagonalSparsifier, NonContiguousUserMask) {
+  auto model = std::make_shared<Sequential>();
+  model->push_back(std::make_shared<Linear>(LinearOptions(3, 5).bias(false)));  // weight 5x3
+  ConfigEntry entry(Json{{"tensor_fqn", "0.weight"}});
+  entry.mask = Tensor::ones({3, 5}, DType::f32).t();  // 5x3 view
+  NearlyDiagonalSparsifier sp(1);
+  sp.prepare(model, std::vector<ConfigEntry>{entry});
+  sp.step();
+  EXPECT_TRUE(state_mask(sp, "0.weight").is_same(entry.mask));
+  EXPECT_TRUE(equal(entry.mask, Tensor::eye(5, 3)));
+}
+
 TEST(NearlyDiagonalSparsifier, NonTwoDimensionalWeightIsRejected) {
   auto model = std::make_shared<Module>("Model");
   auto layer = std::make_shared<Module>("Linear");

@@ -464,6 +464,43 @@ TEST(WeightNormSparsifier, BlockLargerThanTensor) {
   EXPECT_EQ(std::count(all.begin(), all.end(), 0), 15);
 }
 
+// Scales column 0 by 10 (a second parametrization stacked after the FakeSparsity).
+class ScaleFirstColumn : public Cloneable<ScaleFirstColumn, Parametrization> {
+ public:
+  ScaleFirstColumn() : Cloneable("ScaleFirstColumn") {}
+  Tensor forward(const Tensor& x) override {
+    Tensor y = x.clone();
+    for (int64_t r = 0; r < y.size(0); ++r) y.set({r, 0}, 10.0 * y.get({r, 0}));
+    return y;
+  }
+};
+
+// With more than the sparsifier's FakeSparsity in the chain, scores come from the full parametrized
+// value: [1,2,3,4] scaled to [10,2,3,4] prunes the 2, not the 1.
+TEST(WeightNormSparsifier, ScoresFollowTheWholeParametrizationChain) {
+  auto model = one_layer(Tensor::from_values({1, 2, 3, 4}, {1, 4}));
+  WeightNormSparsifier sp(WeightNormOptions().sparsity_level(0.25).sparse_block_shape(1, 1));
+  sp.prepare(model, config_for({"layer.weight"}));
+  register_parametrization(*model->child("layer"), "weight", std::make_shared<ScaleFirstColumn>());
+  sp.step();
+  EXPECT_EQ(kept(mask_of_layer(sp, "layer.weight")), (std::vector<int>{1, 0, 1, 1}));
+}
+
+// A strided (transposed) user mask is written through its view.
+TEST(WeightNormSparsifier, NonContiguousUserMask) {
+  auto model = one_layer(Tensor::from_values({1, 8, 2, 7, 3, 6, 4, 5}, {2, 4}));
+  ConfigEntry entry(Json{{"tensor_fqn", "layer.weight"}});
+  const Tensor storage = Tensor::ones({4, 2});
+  entry.mask = storage.t();  // 2x4 view with strides {1, 2}
+  WeightNormSparsifier sp(WeightNormOptions().sparsity_level(0.5).sparse_block_shape(1, 1));
+  sp.prepare(model, std::vector<ConfigEntry>{entry});
+  sp.step();
+  const Tensor mask = mask_of_layer(sp, "layer.weight");
+  EXPECT_TRUE(mask.is_same(entry.mask));
+  EXPECT_EQ(kept(mask), (std::vector<int>{0, 1, 0, 1, 0, 1, 0, 1}));
+  EXPECT_EQ(kept(storage), (std::vector<int>{0, 0, 1, 1, 0, 0, 1, 1}));  // the same values, seen transposed
+}
+
 // ---- errors -------------------------------------------------------------------------------------
 
 void expect_error(const std::function<void()>& f, ErrorCode code, const std::string& needle) {
