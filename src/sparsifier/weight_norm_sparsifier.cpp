@@ -247,11 +247,14 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
   const size_t chunk_elems = static_cast<size_t>(chunk_rows) * static_cast<size_t>(cols);
 
   Buffers& whole = thread_buffers(1);
-  // Layout of the caller's byte scratch: old mask bytes [n] | pruned-in-tile bytes [n if nm] | selected [L].
-  uint8_t* big = scratch(whole.bytes, whole.bytes_cap, n + (nm ? n : 0) + L);
-  uint8_t* old_bytes = big;
-  uint8_t* pruned = nm ? big + n : nullptr;
-  uint8_t* selected = big + n + (nm ? n : 0);
+  // Between the passes each chunk keeps its old mask (and, for N:M, its in-tile choice) as packed bits
+  // in its own slot: n/8 bytes of memory traffic instead of n. Then the tile flags [L].
+  const size_t slot = (chunk_elems + 7) / 8;
+  const size_t n_slots = static_cast<size_t>(n_chunks);
+  uint8_t* big = scratch(whole.bytes, whole.bytes_cap, slot * n_slots * (nm ? 2 : 1) + L);
+  uint8_t* old_bits = big;
+  uint8_t* pruned_bits = nm ? big + slot * n_slots : nullptr;
+  uint8_t* selected = big + slot * n_slots * (nm ? 2 : 1);
   // Tile scores: f64 for f64 weights, else f32 (stored in the double buffer's bytes).
   double* score_store = scratch(whole.scores, whole.scores_cap, all_tiles ? 1 : L);
   float* scores32 = reinterpret_cast<float*>(score_store);
@@ -263,29 +266,53 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
   const std::function<double(double)>& norm_fn = options_.norm_fn_;
   const kernels::Norm norm = options_.norm_;
 
+  // Per-thread chunk scratch: bytes [chunk_elems] x 3 | masked weights [chunk_elems * wsz] |
+  // tile flags of one row [cols] | packed bits [slot]; element scores [chunk_elems] (f32 or f64).
+  const size_t local_bytes = 3 * chunk_elems + chunk_elems * wsz + static_cast<size_t>(cols) + slot;
+  struct Local {
+    uint8_t* ob;      // old mask bytes
+    uint8_t* pr;      // pruned-in-tile bytes
+    uint8_t* fresh;   // new mask bytes
+    uint8_t* masked;  // masked weights
+    uint8_t* expand;  // tile flags of one row
+    uint8_t* bits;    // new mask bits
+    double* elem;     // element scores
+  };
+  auto local_scratch = [&]() {
+    Buffers& local = thread_buffers(0);
+    uint8_t* p = scratch(local.bytes, local.bytes_cap, local_bytes);
+    Local l{};
+    l.ob = p;
+    l.pr = p + chunk_elems;
+    l.fresh = p + 2 * chunk_elems;
+    l.masked = p + 3 * chunk_elems;
+    l.expand = l.masked + chunk_elems * wsz;
+    l.bits = l.expand + cols;
+    l.elem = scratch(local.scores, local.scores_cap, chunk_elems);
+    return l;
+  };
+
   auto pass1 = [&](int64_t chunk) {
     const int64_t r0 = chunk * chunk_rows;
     const int64_t nr = std::min(chunk_rows, rows - r0);
     const size_t off = static_cast<size_t>(r0) * static_cast<size_t>(cols);
     const size_t cn = static_cast<size_t>(nr) * static_cast<size_t>(cols);
-    Buffers& local = thread_buffers(0);
-    // local bytes: masked weights [chunk_elems * wsz]; local scores: element scores [chunk_elems].
-    uint8_t* masked = scratch(local.bytes, local.bytes_cap, chunk_elems * wsz);
-    double* elem = scratch(local.scores, local.scores_cap, chunk_elems);
-    kernels::mask_to_bytes(mdt, mbase + off * msz, cn, old_bytes + off);
+    const Local l = local_scratch();
+    kernels::mask_to_bytes(mdt, mbase + off * msz, cn, l.ob);
+    kernels::bytes_to_bits(l.ob, cn, old_bits + static_cast<size_t>(chunk) * slot);
     const void* w = wbase + off * wsz;
     // A chunk whose mask keeps everything (e.g. the first step) is scored straight from the original.
-    if (apply_own_mask && std::memchr(old_bytes + off, 0, cn) != nullptr) {
-      kernels::apply_mask_bytes(wdt, w, old_bytes + off, masked, cn);
-      w = masked;
+    if (apply_own_mask && std::memchr(l.ob, 0, cn) != nullptr) {
+      kernels::apply_mask_bytes(wdt, w, l.ob, l.masked, cn);
+      w = l.masked;
     }
     const size_t tile0 = static_cast<size_t>(r0 / br) * static_cast<size_t>(tiles_c);
     if (custom) {
       if (f64) {
-        custom_element_scores<double>(wdt, w, cn, norm_fn, elem);
-        if (!all_tiles) tile_means<double>(wdt, elem, nr, cols, br, bc, scores64 + tile0);
+        custom_element_scores<double>(wdt, w, cn, norm_fn, l.elem);
+        if (!all_tiles) tile_means<double>(wdt, l.elem, nr, cols, br, bc, scores64 + tile0);
       } else {
-        float* e32 = reinterpret_cast<float*>(elem);
+        float* e32 = reinterpret_cast<float*>(l.elem);
         custom_element_scores<float>(wdt, w, cn, norm_fn, e32);
         if (!all_tiles) tile_means<float>(wdt, e32, nr, cols, br, bc, scores32 + tile0);
       }
@@ -294,9 +321,12 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
         void* dst = f64 ? static_cast<void*>(scores64 + tile0) : static_cast<void*>(scores32 + tile0);
         kernels::block_scores(wdt, w, nr, cols, cols, br, bc, norm, dst);
       }
-      if (nm) kernels::block_scores(wdt, w, nr, cols, cols, 1, 1, norm, elem);
+      if (nm) kernels::block_scores(wdt, w, nr, cols, cols, 1, 1, norm, l.elem);
     }
-    if (nm) kernels::tile_smallest(elem, f64, nr, cols, cols, br, bc, zeros, pruned + off);
+    if (nm) {
+      kernels::tile_smallest(l.elem, f64, nr, cols, cols, br, bc, zeros, l.pr);
+      kernels::bytes_to_bits(l.pr, cn, pruned_bits + static_cast<size_t>(chunk) * slot);
+    }
   };
 
   auto pass2 = [&](int64_t chunk) {
@@ -304,27 +334,31 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
     const int64_t nr = std::min(chunk_rows, rows - r0);
     const size_t off = static_cast<size_t>(r0) * static_cast<size_t>(cols);
     const size_t cn = static_cast<size_t>(nr) * static_cast<size_t>(cols);
-    Buffers& local = thread_buffers(0);
-    uint8_t* fresh = scratch(local.bytes, local.bytes_cap, chunk_elems * wsz);  // reused: >= chunk_elems bytes
-    uint8_t* expand = fresh + cn;  // one row of "tile selected" flags (wsz >= 2 leaves room)
+    const Local l = local_scratch();
+    if (nm) kernels::bits_to_bytes(pruned_bits + static_cast<size_t>(chunk) * slot, cn, l.pr);
     for (int64_t r = 0; r < nr; r += br) {
       const int64_t tr = (r0 + r) / br;
       const uint8_t* sel = selected + static_cast<size_t>(tr) * static_cast<size_t>(tiles_c);
-      expand_tiles(sel, tiles_c, bc, cols, expand);
+      expand_tiles(sel, tiles_c, bc, cols, l.expand);
       const int64_t rend = std::min(nr, r + br);
       for (int64_t rr = r; rr < rend; ++rr) {
-        uint8_t* dst = fresh + static_cast<size_t>(rr) * static_cast<size_t>(cols);
+        const size_t ro = static_cast<size_t>(rr) * static_cast<size_t>(cols);
+        uint8_t* dst = l.fresh + ro;
+        const uint8_t* e = l.expand;
         if (nm) {
-          const uint8_t* p = pruned + off + static_cast<size_t>(rr) * static_cast<size_t>(cols);
-          for (int64_t c = 0; c < cols; ++c) dst[c] = static_cast<uint8_t>((expand[c] & p[c]) ^ 1u);
+          const uint8_t* p = l.pr + ro;
+          for (int64_t c = 0; c < cols; ++c) dst[c] = static_cast<uint8_t>((e[c] & p[c]) ^ 1u);
         } else {
-          for (int64_t c = 0; c < cols; ++c) dst[c] = static_cast<uint8_t>(expand[c] ^ 1u);
+          for (int64_t c = 0; c < cols; ++c) dst[c] = static_cast<uint8_t>(e[c] ^ 1u);
         }
       }
     }
     // Steps that keep the mask (the sticky steady state) write nothing.
-    if (out_mask.is_same(mask) && std::memcmp(fresh, old_bytes + off, cn) == 0) return;
-    kernels::bytes_to_mask(fresh, cn, mdt, static_cast<uint8_t*>(out_mask.mutable_data_ptr()) + off * msz);
+    if (out_mask.is_same(mask)) {
+      kernels::bytes_to_bits(l.fresh, cn, l.bits);
+      if (std::memcmp(l.bits, old_bits + static_cast<size_t>(chunk) * slot, (cn + 7) / 8) == 0) return;
+    }
+    kernels::bytes_to_mask(l.fresh, cn, mdt, static_cast<uint8_t*>(out_mask.mutable_data_ptr()) + off * msz);
   };
 
   const int threads = static_cast<int>(std::min<int64_t>(kernels::num_threads(), n_chunks));
