@@ -1,0 +1,423 @@
+// Kernel conformance: every (family, ISA) of registry.inc against the scalar reference, and hand-derived
+// cases that pin the reference itself.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <random>
+#include <vector>
+
+#include "kernels/dispatch.hpp"
+#include "kernels/reference.hpp"
+#include "sparsity/kernels.hpp"
+
+namespace sparsity::kernels {
+namespace {
+
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+constexpr float kInf = std::numeric_limits<float>::infinity();
+
+const KernelTable& reference_table() {
+  static const KernelTable t = [] {
+    KernelTable r;
+    fill_reference(r);
+    return r;
+  }();
+  return t;
+}
+
+// f32 lanes of the ISA's vectors (the L of the size list).
+size_t lanes(Isa isa) {
+  switch (isa) {
+    case Isa::sse2: return 4;
+    case Isa::avx2: return 8;
+    case Isa::avx512: return 16;
+    default: return 1;
+  }
+}
+
+// The sizes every kernel runs at: {0, 1, L-1, L, L+1, 2L+3, 1021, 1<<20} plus the 64-element group edges.
+std::vector<size_t> sizes(Isa isa, bool with_large = true) {
+  const size_t l = lanes(isa);
+  std::vector<size_t> s{0, 1, l - 1, l, l + 1, 2 * l + 3, 63, 64, 65, 4 * l + 1, 1021};
+  if (with_large) s.push_back(size_t{1} << 20);
+  return s;
+}
+
+// Random bytes in which the float patterns NaN, +-inf, -0.0, +0.0 and denormals are frequent.
+std::vector<uint8_t> special_bytes(size_t nbytes, size_t elem, uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<uint8_t> out(nbytes);
+  for (size_t i = 0; i + elem <= nbytes; i += elem) {
+    const uint64_t r = rng();
+    uint64_t v = rng();
+    if (elem == 4) {
+      const uint32_t pats[] = {0x7fc00000u, 0xffc00001u, 0x7f800000u, 0xff800000u, 0x80000000u, 0u, 1u, 0x3f800000u};
+      if (r % 4 == 0) v = pats[(r >> 8) % 8];
+    } else if (elem == 8) {
+      const uint64_t pats[] = {0x7ff8000000000000ull, 0xfff0000000000001ull, 0x7ff0000000000000ull,
+                               0xfff0000000000000ull, 0x8000000000000000ull, 0, 1, 0x3ff0000000000000ull};
+      if (r % 4 == 0) v = pats[(r >> 8) % 8];
+    } else if (elem == 2) {
+      const uint16_t pats[] = {0x7e00u, 0xfc01u, 0x7c00u, 0xfc00u, 0x8000u, 0u, 1u, 0x3c00u};
+      if (r % 4 == 0) v = pats[(r >> 8) % 8];
+    } else {
+      v = (r % 3 == 0) ? 0 : v;
+    }
+    std::memcpy(out.data() + i, &v, elem);
+  }
+  return out;
+}
+
+#define EXPECT_BYTES_EQ(a, b, what)                                                                  \
+  do {                                                                                               \
+    ASSERT_EQ((a).size(), (b).size()) << what;                                                       \
+    size_t first_ = (a).size();                                                                      \
+    for (size_t i_ = 0; i_ < (a).size(); ++i_) {                                                     \
+      if ((a)[i_] != (b)[i_]) {                                                                      \
+        first_ = i_;                                                                                 \
+        break;                                                                                       \
+      }                                                                                              \
+    }                                                                                                \
+    EXPECT_EQ(first_, (a).size()) << what << ": first difference at byte " << first_;              \
+  } while (0)
+
+// ---- apply_mask ------------------------------------------------------------------------------------
+
+void check_apply_mask(const KernelTable& t) {
+  const KernelTable& ref = reference_table();
+  const size_t widths[] = {2, 4, 8};
+  for (int wi = 0; wi < 3; ++wi) {
+    const size_t es = widths[wi];
+    for (size_t n : sizes(t.isa)) {
+      // The large size runs once (misaligned by one byte): the scalar reference is slow.
+      for (size_t misalign : {size_t{1}, size_t{0}, es}) {
+        if (n > 4096 && misalign != 1) continue;
+        // Buffers with room for a one-element or one-byte shift of every pointer.
+        const std::vector<uint8_t> w = special_bytes(n * es + 16, es, 11 + n);
+        std::vector<uint8_t> bytes_mask(n + 16), bits((n + 7) / 8 + 16);
+        std::mt19937_64 rng(n * 7 + misalign);
+        for (auto& b : bytes_mask) {
+          const uint64_t r = rng();
+          b = (r % 2) ? static_cast<uint8_t>(1u << (r >> 8) % 8) : 0;  // any non-zero byte keeps
+        }
+        for (auto& b : bits) b = static_cast<uint8_t>(rng());
+        const std::vector<uint8_t> fmask = special_bytes(n * es + 16, es, 99 + n);
+        for (bool stream : {false, true}) {
+          for (int form = 0; form < 3; ++form) {
+            std::vector<uint8_t> got(n * es + 128), want(n * es + 128);
+            // Streaming needs a 64-byte aligned output; the vectors are at least 16-byte aligned.
+            const size_t out_shift = stream ? (64 - reinterpret_cast<uintptr_t>(got.data()) % 64) % 64 : misalign;
+            const size_t want_shift = (64 - reinterpret_cast<uintptr_t>(want.data()) % 64) % 64;
+            uint8_t* go = got.data() + out_shift;
+            uint8_t* wo = want.data() + (stream ? want_shift : misalign);
+            const uint8_t* wp = w.data() + misalign;
+            if (form == 0) {
+              t.apply_bytes[wi](wp, bytes_mask.data() + misalign, go, n, stream);
+              ref.apply_bytes[wi](wp, bytes_mask.data() + misalign, wo, n, false);
+            } else if (form == 1) {
+              t.apply_bits[wi](wp, bits.data() + misalign, go, n, stream);
+              ref.apply_bits[wi](wp, bits.data() + misalign, wo, n, false);
+            } else {
+              t.apply_float[wi](wp, fmask.data() + misalign, go, n, stream);
+              ref.apply_float[wi](wp, fmask.data() + misalign, wo, n, false);
+            }
+            const std::vector<uint8_t> g(go, go + n * es), r(wo, wo + n * es);
+            EXPECT_BYTES_EQ(g, r, "form " << form << " width " << es << " n " << n << " misalign " << misalign
+                                          << " stream " << stream);
+          }
+          // In place (out == w).
+          std::vector<uint8_t> in_got(w), in_want(w);
+          t.apply_bytes[wi](in_got.data() + misalign, bytes_mask.data(), in_got.data() + misalign, n, false);
+          ref.apply_bytes[wi](in_want.data() + misalign, bytes_mask.data(), in_want.data() + misalign, n, false);
+          EXPECT_BYTES_EQ(in_got, in_want, "in place, width " << es << " n " << n);
+        }
+      }
+    }
+  }
+}
+
+// ---- block scores ----------------------------------------------------------------------------------
+
+void check_block_scores(const KernelTable& t) {
+  const KernelTable& ref = reference_table();
+  struct Shape2 {
+    int64_t rows, cols, br, bc;
+  };
+  const Shape2 shapes[] = {{1, 1, 1, 1},   {3, 5, 2, 2},   {7, 33, 1, 4},  {8, 64, 4, 4},  {5, 17, 1, 1},
+                           {9, 70, 2, 3},  {16, 40, 8, 8}, {4, 100, 1, 16}, {6, 6, 7, 7}, {33, 129, 3, 5},
+                           {1, 1021, 1, 4}, {64, 1024, 1, 4}};
+  const DType dtypes[] = {DType::f32, DType::f64, DType::f16, DType::bf16};
+  for (int di = 0; di < 4; ++di) {
+    const size_t es = size_of(dtypes[di]);
+    const size_t ses = dtypes[di] == DType::f64 ? 8 : 4;
+    for (const Shape2& s : shapes) {
+      for (int64_t pad : {int64_t{0}, int64_t{3}}) {
+        for (Norm norm : {Norm::L1, Norm::L2}) {
+          const int64_t ld = s.cols + pad;
+          const std::vector<uint8_t> w = special_bytes(static_cast<size_t>(s.rows * ld) * es + es, es,
+                                                       static_cast<uint64_t>(s.rows * 1000 + s.cols + pad));
+          const int64_t tiles = ((s.rows + s.br - 1) / s.br) * ((s.cols + s.bc - 1) / s.bc);
+          std::vector<uint8_t> got(static_cast<size_t>(tiles) * ses, 0xAB), want(static_cast<size_t>(tiles) * ses, 0xCD);
+          const int64_t trows = (s.rows + s.br - 1) / s.br;
+          // Misaligned by one element; split the tile rows in two calls as the threads do.
+          const int64_t mid = trows / 2;
+          t.block_scores[di](w.data() + es, s.rows, s.cols, ld, s.br, s.bc, norm, got.data(), 0, mid);
+          t.block_scores[di](w.data() + es, s.rows, s.cols, ld, s.br, s.bc, norm, got.data(), mid, trows);
+          ref.block_scores[di](w.data() + es, s.rows, s.cols, ld, s.br, s.bc, norm, want.data(), 0, trows);
+          EXPECT_BYTES_EQ(got, want, "dtype " << to_string(dtypes[di]) << " shape " << s.rows << "x" << s.cols
+                                              << " block " << s.br << "x" << s.bc << " ld " << ld << " norm "
+                                              << static_cast<int>(norm));
+        }
+      }
+    }
+  }
+}
+
+// ---- selection -------------------------------------------------------------------------------------
+
+template <class T>
+std::vector<T> tied_scores(size_t n, uint64_t seed) {
+  // Few distinct values (many ties), NaNs, infinities and both zeros.
+  std::mt19937_64 rng(seed);
+  std::vector<T> s(n);
+  const T pool[] = {T(0.5), T(-0.0), T(0.0), std::numeric_limits<T>::quiet_NaN(), std::numeric_limits<T>::infinity(),
+                    -std::numeric_limits<T>::infinity(), T(1e-40), T(-3), T(2.25)};
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t r = rng();
+    s[i] = (r % 4 == 0) ? pool[(r >> 8) % 9] : static_cast<T>(static_cast<int>((r >> 16) % 50)) / T(8);
+  }
+  return s;
+}
+
+void check_select(const KernelTable& t) {
+  const KernelTable& ref = reference_table();
+  for (size_t n : sizes(t.isa)) {
+    const auto s32 = tied_scores<float>(n + 1, n);
+    const auto s64 = tied_scores<double>(n + 1, n + 5);
+    for (size_t k : {size_t{0}, size_t{1}, n / 3, n / 2, n > 0 ? n - 1 : 0, n, n + 5}) {
+      std::vector<uint8_t> got(n, 7), want(n, 9);
+      t.select_f32(s32.data() + 1, n, k, got.data());
+      ref.select_f32(s32.data() + 1, n, k, want.data());
+      EXPECT_BYTES_EQ(got, want, "f32 n " << n << " k " << k);
+      std::vector<uint8_t> got64(n, 7), want64(n, 9);
+      t.select_f64(s64.data() + 1, n, k, got64.data());
+      ref.select_f64(s64.data() + 1, n, k, want64.data());
+      EXPECT_BYTES_EQ(got64, want64, "f64 n " << n << " k " << k);
+    }
+  }
+}
+
+// ---- tile_smallest ---------------------------------------------------------------------------------
+
+void check_tile_smallest(const KernelTable& t) {
+  const KernelTable& ref = reference_table();
+  struct Case {
+    int64_t rows, cols, br, bc, zeros;
+  };
+  const Case cases[] = {{1, 4, 1, 4, 2},   {3, 10, 1, 4, 2},  {7, 37, 1, 4, 3},  {5, 64, 1, 8, 4},
+                        {9, 33, 2, 2, 1},  {6, 10, 4, 4, 16}, {4, 9, 3, 3, 0},   {17, 70, 1, 16, 9},
+                        {12, 12, 4, 1, 2}, {2, 1021, 1, 4, 2}, {64, 256, 1, 4, 2}, {30, 30, 8, 8, 40}};
+  for (const Case& c : cases) {
+    for (int64_t pad : {int64_t{0}, int64_t{5}}) {
+      const int64_t ld = c.cols + pad;
+      const auto s32 = tied_scores<float>(static_cast<size_t>(c.rows * ld) + 1, static_cast<uint64_t>(c.cols + pad));
+      const auto s64 = tied_scores<double>(static_cast<size_t>(c.rows * ld) + 1, static_cast<uint64_t>(c.rows + pad));
+      const int64_t trows = (c.rows + c.br - 1) / c.br;
+      const size_t n = static_cast<size_t>(c.rows * c.cols);
+      for (int f = 0; f < 2; ++f) {
+        const void* s = f == 0 ? static_cast<const void*>(s32.data() + 1) : static_cast<const void*>(s64.data() + 1);
+        std::vector<uint8_t> got(n, 7), want(n, 9);
+        t.tile_smallest[f](s, c.rows, c.cols, ld, c.br, c.bc, c.zeros, got.data(), 0, trows / 2);
+        t.tile_smallest[f](s, c.rows, c.cols, ld, c.br, c.bc, c.zeros, got.data(), trows / 2, trows);
+        ref.tile_smallest[f](s, c.rows, c.cols, ld, c.br, c.bc, c.zeros, want.data(), 0, trows);
+        EXPECT_BYTES_EQ(got, want, (f ? "f64 " : "f32 ") << c.rows << "x" << c.cols << " block " << c.br << "x"
+                                                        << c.bc << " zeros " << c.zeros << " ld " << ld);
+      }
+    }
+  }
+}
+
+// ---- statistics and conversions ----------------------------------------------------------------------
+
+void check_stats(const KernelTable& t) {
+  const KernelTable& ref = reference_table();
+  for (size_t n : sizes(t.isa)) {
+    const std::vector<uint8_t> bytes = special_bytes(n + 16, 1, n + 3);
+    std::vector<uint8_t> bits(n / 8 + 16);
+    std::mt19937_64 rng(n);
+    for (auto& b : bits) b = static_cast<uint8_t>(rng());
+    for (size_t off : {size_t{0}, size_t{1}}) {
+      EXPECT_EQ(t.count_bytes(bytes.data() + off, n), ref.count_bytes(bytes.data() + off, n)) << n;
+      EXPECT_EQ(t.count_bits(bits.data() + off, n), ref.count_bits(bits.data() + off, n)) << n;
+      std::vector<uint8_t> gb((n + 7) / 8 + 1, 0xEE), wb((n + 7) / 8 + 1, 0xEE);
+      t.bytes_to_bits(bytes.data() + off, n, gb.data());
+      ref.bytes_to_bits(bytes.data() + off, n, wb.data());
+      EXPECT_BYTES_EQ(gb, wb, "bytes_to_bits n " << n);
+      std::vector<uint8_t> gy(n + 1, 0xEE), wy(n + 1, 0xEE);
+      t.bits_to_bytes(bits.data() + off, n, gy.data() + off);
+      ref.bits_to_bytes(bits.data() + off, n, wy.data() + off);
+      EXPECT_BYTES_EQ(gy, wy, "bits_to_bytes n " << n);
+      const uint64_t ones[] = {1u, 0x3c00u, 0x3f800000u, 0x3ff0000000000000ull};
+      const uint64_t values[] = {0xffu, 0x7fffu, 0x7fffffffu, ~0ull};
+      for (int si = 0; si < 4; ++si) {
+        const size_t es = size_t{1} << si;
+        std::vector<uint8_t> gm(n * es + 8, 0xEE), wm(n * es + 8, 0xEE);
+        t.bytes_to_mask[si](bytes.data() + off, n, ones[si], gm.data() + off);
+        ref.bytes_to_mask[si](bytes.data() + off, n, ones[si], wm.data() + off);
+        EXPECT_BYTES_EQ(gm, wm, "bytes_to_mask size " << es << " n " << n);
+        const std::vector<uint8_t> m = special_bytes(n * es + 8, es, n + si);
+        std::vector<uint8_t> gz(n + 1, 0xEE), wz(n + 1, 0xEE);
+        t.mask_to_bytes[si](m.data() + off, n, values[si], gz.data());
+        ref.mask_to_bytes[si](m.data() + off, n, values[si], wz.data());
+        EXPECT_BYTES_EQ(gz, wz, "mask_to_bytes size " << es << " n " << n);
+      }
+    }
+  }
+}
+
+// One test per registry line: SPARSITY_KERNEL(family, isa) -> KernelConformance.<family>_<isa>.
+#define SPARSITY_KERNEL(family, isa)                                                   \
+  TEST(KernelConformance, family##_##isa) {                                            \
+    if (!isa_available(Isa::isa)) GTEST_SKIP() << "CPU lacks " #isa;                   \
+    check_##family(table_for(Isa::isa));                                               \
+  }
+#include "kernels/registry.inc"
+#undef SPARSITY_KERNEL
+
+// ---- hand-derived cases for the reference ------------------------------------------------------------
+
+uint32_t bits_of(float f) {
+  uint32_t u;
+  std::memcpy(&u, &f, 4);
+  return u;
+}
+
+TEST(KernelReference, ApplyMaskSelectsAndWritesPositiveZero) {
+  const KernelTable& ref = reference_table();
+  const float w[] = {1.5f, -2.0f, kNaN, kInf, -kInf, -0.0f};
+  const uint8_t bytes[] = {1, 0, 0, 7, 0, 1};
+  float out[6];
+  ref.apply_bytes[kW32](w, bytes, out, 6, false);
+  EXPECT_EQ(out[0], 1.5f);
+  EXPECT_EQ(bits_of(out[1]), 0u);  // +0.0, not -0.0
+  EXPECT_EQ(bits_of(out[2]), 0u);  // a pruned NaN becomes +0
+  EXPECT_EQ(out[3], kInf);
+  EXPECT_EQ(bits_of(out[4]), 0u);
+  EXPECT_EQ(bits_of(out[5]), 0x80000000u);  // kept -0.0 stays -0.0
+  const uint8_t bits[] = {0x05};            // elements 0 and 2
+  ref.apply_bits[kW32](w, bits, out, 6, false);
+  EXPECT_EQ(out[0], 1.5f);
+  EXPECT_EQ(bits_of(out[1]), 0u);
+  EXPECT_TRUE(std::isnan(out[2]));
+  EXPECT_EQ(bits_of(out[3]), 0u);
+  const float fmask[] = {-0.0f, kNaN, 1e-45f, 0.0f, -1.0f, 2.0f};  // -0.0 prunes, NaN and denormals keep
+  ref.apply_float[kW32](w, fmask, out, 6, false);
+  EXPECT_EQ(bits_of(out[0]), 0u);
+  EXPECT_EQ(out[1], -2.0f);
+  EXPECT_TRUE(std::isnan(out[2]));
+  EXPECT_EQ(bits_of(out[3]), 0u);
+  EXPECT_EQ(out[4], -kInf);
+  EXPECT_EQ(bits_of(out[5]), 0x80000000u);
+}
+
+TEST(KernelReference, BlockScoresAverageEdgeTilesOverInRangeElements) {
+  const KernelTable& ref = reference_table();
+  // 3 x 5, blocks 2 x 2: tiles [[1.5, 3.5, 5], [6.5, 8.5, 10]] for L1 (worked by hand).
+  const float w[] = {1, -2, 3, -4, 5, -1, 2, -3, 4, -5, 6, 7, 8, 9, 10};
+  float s[6];
+  ref.block_scores[0](w, 3, 5, 5, 2, 2, Norm::L1, s, 0, 2);
+  const float l1[] = {1.5f, 3.5f, 5.0f, 6.5f, 8.5f, 10.0f};
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(s[i], l1[i]) << i;
+  ref.block_scores[0](w, 3, 5, 5, 2, 2, Norm::L2, s, 0, 2);
+  const float l2[] = {2.5f, 12.5f, 25.0f, 42.5f, 72.5f, 100.0f};  // (1+4+1+4)/4, (9+16+9+16)/4, ...
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(s[i], l2[i]) << i;
+  const double wd[] = {1, -2, 3, -4, 5, -1, 2, -3, 4, -5, 6, 7, 8, 9, 10};
+  double sd[6];
+  ref.block_scores[1](wd, 3, 5, 5, 2, 2, Norm::L1, sd, 0, 2);
+  for (int i = 0; i < 6; ++i) EXPECT_EQ(sd[i], static_cast<double>(l1[i])) << i;
+}
+
+TEST(KernelReference, BlockScoresRoundHalfPrecisionLikeTorch) {
+  const KernelTable& ref = reference_table();
+  // (1 + 2^-10)^2 = 1 + 2^-9 + 2^-20: f16 keeps 10 fraction bits, so the element score is 1 + 2^-9.
+  const uint16_t w16[] = {0x3c01};
+  float s;
+  ref.block_scores[2](w16, 1, 1, 1, 1, 1, Norm::L2, &s, 0, 1);
+  EXPECT_EQ(s, 1.001953125f);
+  // Mean of {1, 1, 2} = 4/3: f16 rounds it to 1 + 341/1024, bf16 to 1 + 43/128.
+  const uint16_t h[] = {0x3c00, 0x3c00, 0x4000};
+  ref.block_scores[2](h, 1, 3, 3, 1, 3, Norm::L1, &s, 0, 1);
+  EXPECT_EQ(s, 1.3330078125f);
+  const uint16_t b[] = {0x3f80, 0x3f80, 0x4000};
+  ref.block_scores[3](b, 1, 3, 3, 1, 3, Norm::L1, &s, 0, 1);
+  EXPECT_EQ(s, 1.3359375f);
+}
+
+TEST(KernelReference, SelectRanksNaNLastAndTiesByIndex) {
+  const KernelTable& ref = reference_table();
+  const float s[] = {3, 1, kNaN, 1, -0.0f, 0.0f, kInf, -kInf};
+  uint8_t sel[8];
+  ref.select_f32(s, 8, 4, sel);  // -inf, -0, +0, then the first 1
+  const uint8_t want4[] = {0, 1, 0, 0, 1, 1, 0, 1};
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(sel[i], want4[i]) << i;
+  ref.select_f32(s, 8, 3, sel);  // -0.0 == +0.0: both zeros before any 1
+  const uint8_t want3[] = {0, 0, 0, 0, 1, 1, 0, 1};
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(sel[i], want3[i]) << i;
+  ref.select_f32(s, 8, 7, sel);  // everything but the NaN
+  for (int i = 0; i < 8; ++i) EXPECT_EQ(sel[i], i == 2 ? 0 : 1) << i;
+  const float z[] = {0.0f, -0.0f, 0.0f};
+  ref.select_f32(z, 3, 1, sel);  // all equal: lowest index
+  EXPECT_EQ(sel[0], 1);
+  EXPECT_EQ(sel[1], 0);
+  EXPECT_EQ(sel[2], 0);
+}
+
+TEST(KernelReference, TileSmallestNofMAndEdgeTiles) {
+  const KernelTable& ref = reference_table();
+  // One row, 2:4 along it: {5 1 1 3 | 2 NaN 0 2 | 7 7 (2 positions out of range)}.
+  const float s[] = {5, 1, 1, 3, 2, kNaN, 0, 2, 7, 7};
+  uint8_t p[10];
+  ref.tile_smallest[0](s, 1, 10, 10, 1, 4, 2, p, 0, 1);
+  const uint8_t want[] = {0, 1, 1, 0, 1, 0, 1, 0, 1, 1};
+  for (int i = 0; i < 10; ++i) EXPECT_EQ(p[i], want[i]) << i;
+  // Edge tile {NaN, 1, out, out}, zeros 2: the 1, then the real NaN before the out-of-range ones.
+  const float e[] = {0, 0, 0, 0, kNaN, 1};
+  ref.tile_smallest[0](e, 1, 6, 6, 1, 4, 2, p, 0, 1);
+  EXPECT_EQ(p[4], 1);
+  EXPECT_EQ(p[5], 1);
+  // 3 x 3 with 2 x 2 tiles, one zero per tile: tile (0,0) {4 3; 2 2} -> position (1,0).
+  const float m[] = {4, 3, 9, 2, 2, 8, 1, 6, 5};
+  uint8_t q[9];
+  ref.tile_smallest[0](m, 3, 3, 3, 2, 2, 1, q, 0, 2);
+  // Tiles: {4 3; 2 2} -> (1,0); {9 .; 8 .} -> (1,2); {1 6; . .} -> (2,0); {5 .; . .} -> (2,2).
+  const uint8_t fixed[] = {0, 0, 0, 1, 0, 1, 1, 0, 1};
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(q[i], fixed[i]) << i;
+}
+
+TEST(KernelReference, CountsAndConversions) {
+  const KernelTable& ref = reference_table();
+  const uint8_t bytes[] = {1, 0, 0, 5, 0, 0, 0, 0, 255};
+  EXPECT_EQ(ref.count_bytes(bytes, 9), 3);
+  uint8_t bits[2];
+  ref.bytes_to_bits(bytes, 9, bits);
+  EXPECT_EQ(bits[0], 0x09);
+  EXPECT_EQ(bits[1], 0x01);
+  EXPECT_EQ(ref.count_bits(bits, 9), 3);
+  EXPECT_EQ(ref.count_bits(bits, 8), 2);
+  uint8_t back[9];
+  ref.bits_to_bytes(bits, 9, back);
+  const uint8_t want[] = {1, 0, 0, 1, 0, 0, 0, 0, 1};
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(back[i], want[i]) << i;
+  const float m[] = {-0.0f, kNaN, 0.0f, 1e-45f};
+  uint8_t nz[4];
+  ref.mask_to_bytes[2](m, 4, 0x7fffffffu, nz);
+  EXPECT_EQ(nz[0], 0);
+  EXPECT_EQ(nz[1], 1);
+  EXPECT_EQ(nz[2], 0);
+  EXPECT_EQ(nz[3], 1);
+}
+
+}  // namespace
+}  // namespace sparsity::kernels
