@@ -194,7 +194,9 @@ void BaseSparsifier::step() {
                    "' is not bound to a module of the model");
     SPARSITY_CHECK(is_parametrized(*g.module, g.tensor_name()), FailedPrecondition, "step: '", g.tensor_fqn(),
                    "' is no longer parametrized (squash_mask already ran?)");
-    update_mask(*g.module, g.tensor_name(), g);
+    // A copy: update_mask may add keys to g.config, which can move the strings it holds.
+    const std::string tensor_name = g.tensor_name();
+    update_mask(*g.module, tensor_name, g);
   }
 }
 

@@ -333,6 +333,30 @@ TEST(BaseSparsifier, ReprFollowsTorch) {
       << r;
 }
 
+/// Writes many keys into its group while running (a policy may record derived values there).
+class GroupWritingSparsifier : public SparsifierCloneable<GroupWritingSparsifier> {
+ public:
+  std::string class_name() const override { return "GroupWritingSparsifier"; }
+  std::vector<std::string> seen;
+
+ protected:
+  void update_mask(Module& module, const std::string& tensor_name, Group& group) override {
+    for (int i = 0; i < 64; ++i) group.config["derived_" + std::to_string(i)] = i;
+    seen.push_back(tensor_name);  // must still be valid after the group grew
+    mask_of(module, tensor_name).fill_(1.0);
+  }
+};
+
+TEST(BaseSparsifier, UpdateMaskMayGrowItsGroup) {
+  GroupWritingSparsifier sparsifier;
+  sparsifier.prepare(simple_linear(), std::vector<ConfigEntry>{Json{{"tensor_fqn", "linear1.weight"}}});
+  sparsifier.step();
+  sparsifier.step();
+  EXPECT_EQ(sparsifier.seen, (std::vector<std::string>{"weight", "weight"}));
+  EXPECT_EQ(sparsifier.groups()[0].config["derived_63"], 63);
+  EXPECT_EQ(sparsifier.state_dict().groups[0]["derived_5"], 5);
+}
+
 // ---- spec §0 decisions ------------------------------------------------------------------------------
 
 TEST(BaseSparsifierDecisions, D6_PrepareTwiceIsRefused) {
