@@ -1,2 +1,423 @@
-// The `sparsity` executable (placeholder until the subcommands land).
-int main() { return 0; }
+// The `sparsity` executable: argument parsing, progress and reporting around the io:: engine.
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <iostream>
+#include <mutex>
+#include <new>
+#include <random>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+
+#include "io/text.hpp"
+#include "sparsity/io/inspect.hpp"
+#include "sparsity/io/prune.hpp"
+#include "sparsity/io/safetensors.hpp"
+#include "sparsity/sparsifier/registry.hpp"
+#include "sparsity/version.hpp"
+
+namespace {
+
+using sparsity::Json;
+using sparsity::io::detail::printable;
+
+// Exit statuses: 1 = bad input or failure, 2 = usage error.
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+// ---- progress bar (stderr, only on a terminal, only after ~1 s) -----------------------------------
+class Progress {
+ public:
+  explicit Progress(bool enabled) : enabled_(enabled && ::isatty(2)), start_(std::chrono::steady_clock::now()) {}
+  void update(uint64_t done, uint64_t total) {
+    if (!enabled_) return;
+    const double elapsed = std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    if (elapsed < 1.0 && done < total) return;
+    if (elapsed < 1.0 && !drawn_) return;
+    const int width = 30;
+    const int filled = total ? static_cast<int>(width * static_cast<double>(done) / static_cast<double>(total)) : width;
+    std::string bar(static_cast<size_t>(filled), '#');
+    bar.resize(width, ' ');
+    std::fprintf(stderr, "\r[%s] %3d%% %.0f/%.0f MB %.1fs", bar.c_str(),
+                 total ? static_cast<int>(100.0 * static_cast<double>(done) / static_cast<double>(total)) : 100,
+                 static_cast<double>(done) / 1e6, static_cast<double>(total) / 1e6, elapsed);
+    std::fflush(stderr);
+    drawn_ = true;
+  }
+  /// Removes the bar so that the next stderr line starts clean.
+  void clear() {
+    if (drawn_) std::fprintf(stderr, "\r\033[K");
+    drawn_ = false;
+  }
+
+ private:
+  bool enabled_;
+  bool drawn_ = false;
+  std::chrono::steady_clock::time_point start_;
+};
+
+Progress* g_progress = nullptr;
+
+std::string read_text_file(const std::string& path, size_t limit) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
+  if (fd < 0) {
+    throw sparsity::Error(sparsity::ErrorCode::NotFound,
+                          std::string("cannot open: ") + std::strerror(errno) + " (" + printable(path) + ")");
+  }
+  struct stat st {};
+  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) > limit) {
+    ::close(fd);
+    throw sparsity::Error(sparsity::ErrorCode::InvalidArgument,
+                          "not a regular file of at most " + std::to_string(limit >> 20) + " MB (" + printable(path) + ")");
+  }
+  std::string text(static_cast<size_t>(st.st_size), '\0');
+  size_t got = 0;
+  while (got < text.size()) {
+    const ssize_t r = ::read(fd, &text[got], text.size() - got);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) break;
+    got += static_cast<size_t>(r);
+  }
+  ::close(fd);
+  text.resize(got);
+  return text;
+}
+
+std::string shape_str(const sparsity::Shape& s) {
+  std::string out;
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? "x" : "") + std::to_string(s[i]);
+  return out.empty() ? "scalar" : out;
+}
+
+std::string fmt(const char* f, double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+// Left-aligned table printer.
+void print_table(std::ostream& os, const std::vector<std::vector<std::string>>& rows) {
+  std::vector<size_t> width;
+  for (const auto& r : rows) {
+    for (size_t i = 0; i < r.size(); ++i) {
+      if (width.size() <= i) width.push_back(0);
+      width[i] = std::max(width[i], r[i].size());
+    }
+  }
+  for (const auto& r : rows) {
+    std::string line;
+    for (size_t i = 0; i < r.size(); ++i) {
+      line += r[i];
+      if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
+    }
+    os << line << "\n";
+  }
+}
+
+void print_layers(const sparsity::io::PruneReport& report, bool per_step) {
+  std::vector<std::vector<std::string>> rows;
+  std::vector<std::string> head = {"tensor", "dtype", "shape"};
+  size_t steps = 0;
+  for (const auto& l : report.layers) steps = std::max(steps, l.sparsity_per_step.size());
+  if (per_step) {
+    for (size_t s = 0; s < steps; ++s) head.push_back("step " + std::to_string(s + 1));
+  } else {
+    head.push_back("sparsity");
+  }
+  head.push_back("time");
+  rows.push_back(head);
+  for (const auto& l : report.layers) {
+    std::vector<std::string> r = {l.fqn, l.dtype, shape_str(l.shape)};
+    if (per_step) {
+      for (size_t s = 0; s < steps; ++s) {
+        r.push_back(s < l.sparsity_per_step.size() ? fmt("%.3f", l.sparsity_per_step[s]) : "");
+      }
+    } else {
+      r.push_back(l.sparsity_per_step.empty() ? "0.000" : fmt("%.3f", l.sparsity_per_step.back()));
+    }
+    r.push_back(fmt("%.1f ms", l.seconds * 1e3));
+    rows.push_back(r);
+  }
+  print_table(std::cout, rows);
+}
+
+// ---- prune --------------------------------------------------------------------------------------------
+struct PruneArgs {
+  std::string model, config, output, masks, state, resume;
+  int threads = 0;
+  bool quiet = false;
+  bool no_sync = false;
+};
+
+int run_prune(const PruneArgs& a) {
+  if (!a.state.empty() && a.state == a.output) throw UsageError("--state and --output name the same file");
+  if (!a.masks.empty() && (a.masks == a.output || a.masks == a.state)) {
+    throw UsageError("--masks and " + std::string(a.masks == a.output ? "--output" : "--state") + " name the same file");
+  }
+  sparsity::io::PruneOptions o;
+  o.model = a.model;
+  const std::string config_text = read_text_file(a.config, 16u << 20);
+  o.config = sparsity::parse_prune_config(std::string_view(config_text), a.config);
+  o.output = a.output;
+  o.masks = a.masks;
+  o.state = a.state;
+  o.resume = a.resume;
+  o.threads = a.threads;
+  o.durable = !a.no_sync;
+  Progress progress(!a.quiet);
+  g_progress = &progress;
+  o.progress = [&](uint64_t done, uint64_t total) { progress.update(done, total); };
+  const auto report = sparsity::io::prune_checkpoint(o, a.config);
+  progress.clear();
+  g_progress = nullptr;
+  if (!a.quiet) {
+    print_layers(report, /*per_step=*/false);
+    std::cout << "pruned " << report.layers.size() << " tensors in " << o.config.steps << " step(s) ("
+              << report.steps_done << " in total); wrote " << a.output
+              << (a.masks.empty() ? "" : ", " + a.masks) << (a.state.empty() ? "" : ", " + a.state) << "\n";
+  }
+  return 0;
+}
+
+// ---- inspect ------------------------------------------------------------------------------------------
+int run_inspect(const std::string& model, bool json) {
+  const auto stats = sparsity::io::inspect_checkpoint(model);
+  if (json) {
+    Json j = Json::object();
+    j["model"] = model;
+    j["tensors"] = Json::array();
+    for (const auto& t : stats.tensors) {
+      j["tensors"].push_back({{"name", t.name},
+                              {"dtype", t.dtype},
+                              {"shape", t.shape},
+                              {"numel", t.numel},
+                              {"zeros", t.zeros},
+                              {"sparsity", t.numel ? static_cast<double>(t.zeros) / static_cast<double>(t.numel) : 0.0},
+                              {"pattern", t.pattern}});
+    }
+    j["total"] = {{"tensors", stats.tensors.size()},
+                  {"numel", stats.numel},
+                  {"zeros", stats.zeros},
+                  {"sparsity", stats.numel ? static_cast<double>(stats.zeros) / static_cast<double>(stats.numel) : 0.0}};
+    std::cout << j.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
+    return 0;
+  }
+  std::vector<std::vector<std::string>> rows = {{"tensor", "dtype", "shape", "zeros", "pattern"}};
+  for (const auto& t : stats.tensors) {
+    rows.push_back({printable(t.name), t.dtype, shape_str(t.shape),
+                    fmt("%.1f%%", t.numel ? 100.0 * static_cast<double>(t.zeros) / static_cast<double>(t.numel) : 0.0),
+                    t.pattern});
+  }
+  print_table(std::cout, rows);
+  std::cout << "total: " << stats.tensors.size() << " tensors, " << stats.numel << " elements, " << stats.zeros
+            << " zeros ("
+            << fmt("%.1f%%", stats.numel ? 100.0 * static_cast<double>(stats.zeros) / static_cast<double>(stats.numel) : 0.0)
+            << ")\n";
+  return 0;
+}
+
+// ---- synthetic models (demo and the hidden make-model helper) --------------------------------------------
+struct Spec {
+  std::string name;
+  sparsity::Shape shape;
+};
+
+// Deterministic values: a fixed-seed generator, scaled like a Linear's default init.
+void write_model(const std::string& path, const std::vector<Spec>& specs, uint64_t seed) {
+  std::vector<sparsity::io::TensorSpec> ts;
+  for (const auto& s : specs) ts.push_back({s.name, "F32", s.shape});
+  sparsity::io::SafetensorsWriter w(path, ts, {{"format", "pt"}, {"generator", "sparsity"}});
+  std::mt19937_64 rng(seed);
+  std::vector<float> buf;
+  for (size_t i = 0; i < specs.size(); ++i) {
+    const int64_t n = sparsity::shape_numel(specs[i].shape);
+    const double fan_in = specs[i].shape.size() == 2 ? static_cast<double>(specs[i].shape[1]) : 1.0;
+    const float scale = static_cast<float>(1.0 / std::sqrt(fan_in));
+    const int64_t chunk = 1 << 20;
+    for (int64_t off = 0; off < n; off += chunk) {
+      const int64_t cnt = std::min(chunk, n - off);
+      buf.resize(static_cast<size_t>(cnt));
+      for (auto& v : buf) {
+        // Uniform in [-scale, scale) from the top 24 bits.
+        v = scale * (static_cast<float>(rng() >> 40) / 8388608.0f - 1.0f);
+      }
+      w.write(i, static_cast<uint64_t>(off) * 4, buf.data(), buf.size() * 4);
+    }
+  }
+  w.commit();
+}
+
+std::vector<Spec> demo_specs() {
+  const int64_t d = 256, ff = 1024, vocab = 2048, layers = 4;
+  std::vector<Spec> s = {{"embed_tokens.weight", {vocab, d}}};
+  for (int64_t l = 0; l < layers; ++l) {
+    const std::string p = "layers." + std::to_string(l) + ".";
+    s.push_back({p + "input_norm.weight", {d}});
+    for (const char* n : {"q_proj", "k_proj", "v_proj", "o_proj"}) {
+      s.push_back({p + "attn." + n + ".weight", {d, d}});
+      s.push_back({p + "attn." + n + ".bias", {d}});
+    }
+    s.push_back({p + "post_norm.weight", {d}});
+    s.push_back({p + "mlp.up_proj.weight", {ff, d}});
+    s.push_back({p + "mlp.up_proj.bias", {ff}});
+    s.push_back({p + "mlp.down_proj.weight", {d, ff}});
+    s.push_back({p + "mlp.down_proj.bias", {d}});
+  }
+  s.push_back({"norm.weight", {d}});
+  return s;
+}
+
+void write_text(const std::string& path, const std::string& text) {
+  FILE* f = std::fopen(path.c_str(), "wb");
+  if (!f || std::fwrite(text.data(), 1, text.size(), f) != text.size() || std::fclose(f) != 0) {
+    throw sparsity::Error(sparsity::ErrorCode::Io, std::string("cannot write: ") + std::strerror(errno) + " (" + printable(path) + ")");
+  }
+}
+
+int run_demo(std::string dir, int threads) {
+  if (dir.empty()) {
+    const char* tmp = std::getenv("TMPDIR");
+    std::string templ = std::string(tmp && *tmp ? tmp : "/tmp") + "/sparsity-demo-XXXXXX";
+    std::vector<char> buf(templ.begin(), templ.end());
+    buf.push_back('\0');
+    if (::mkdtemp(buf.data()) == nullptr) {
+      throw sparsity::Error(sparsity::ErrorCode::Io, std::string("cannot create a directory: ") + std::strerror(errno) + " (" + templ + ")");
+    }
+    dir = buf.data();
+  } else if (::mkdir(dir.c_str(), 0755) != 0 && errno != EEXIST) {
+    throw sparsity::Error(sparsity::ErrorCode::Io, std::string("cannot create the directory: ") + std::strerror(errno) + " (" + printable(dir) + ")");
+  }
+  const std::string dense = dir + "/dense.safetensors";
+  const std::string config_path = dir + "/config.json";
+  const auto specs = demo_specs();
+  write_model(dense, specs, 2024);
+  const Json config = {
+      {"sparsifier", "WeightNormSparsifier"},
+      {"defaults", {{"sparsity_level", 0.75}, {"sparse_block_shape", {1, 4}}, {"norm", "L2"}}},
+      {"config", nullptr},
+      {"scheduler", {{"type", "CubicSL"}, {"init_sl", 0.0}, {"init_t", 0}, {"delta_t", 1}, {"total_t", 4}}},
+      {"steps", 5}};
+  write_text(config_path, config.dump(2) + "\n");
+
+  sparsity::io::PruneOptions o;
+  o.model = dense;
+  o.config = sparsity::parse_prune_config(config, config_path);
+  o.output = dir + "/pruned.safetensors";
+  o.masks = dir + "/masks.safetensors";
+  o.state = dir + "/state.safetensors";
+  o.threads = threads;
+  int64_t params = 0;
+  for (const auto& s : specs) params += sparsity::shape_numel(s.shape);
+  std::cout << "demo model: " << specs.size() << " tensors, " << params
+            << " parameters (4 transformer blocks, d=256, ffn=1024, vocab=2048), f32\n"
+            << "sparsifier: WeightNormSparsifier, 1x4 blocks, L2; CubicSL ramp 0 -> 0.75 over 5 steps\n\n";
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto report = sparsity::io::prune_checkpoint(o, config_path);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::cout << "sparsity of each pruned tensor after each step:\n";
+  print_layers(report, /*per_step=*/true);
+  std::cout << "\npruned " << report.layers.size() << " tensors in " << fmt("%.3f", secs) << " s\n"
+            << "wrote " << dir << "/{dense,pruned,masks,state}.safetensors and config.json\n"
+            << "next: sparsity inspect " << o.output << "\n";
+  return 0;
+}
+
+int run_make_model(const std::string& out, int64_t layers, int64_t dim) {
+  std::vector<Spec> specs;
+  for (int64_t l = 0; l < layers; ++l) {
+    specs.push_back({"layers." + std::to_string(l) + ".weight", {dim, dim}});
+    specs.push_back({"layers." + std::to_string(l) + ".bias", {dim}});
+  }
+  write_model(out, specs, 7);
+  return 0;
+}
+
+std::string one_line(std::string s) {
+  for (auto& c : s) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  return s;
+}
+
+int fail(int status, const std::string& message) {
+  if (g_progress) g_progress->clear();
+  std::cout.flush();
+  std::fprintf(stderr, "sparsity: error: %s\n", one_line(message).c_str());
+  return status;
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"sparsity: prune safetensors checkpoints with torch.ao.pruning's sparsifiers", "sparsity"};
+  app.set_version_flag("--version", std::string("sparsity ") + sparsity::version_string());
+  app.require_subcommand(1);
+
+  PruneArgs pa;
+  auto* prune = app.add_subcommand("prune", "Prune a checkpoint: prepare, steps x (step, scheduler step), squash");
+  prune->add_option("MODEL", pa.model, "Input .safetensors file or sharded model.safetensors.index.json")->required();
+  prune->add_option("--config", pa.config, "Pruning configuration (JSON)")->required();
+  prune->add_option("--output", pa.output, "Pruned checkpoint (may be MODEL; an index .json for sharded models)")->required();
+  prune->add_option("--masks", pa.masks, "Write the masks (U8, 1 kept / 0 pruned) to this .safetensors file");
+  prune->add_option("--state", pa.state, "Write the sparsifier state (to continue with --resume)");
+  prune->add_option("--resume", pa.resume, "Continue from a state file written by --state");
+  prune->add_option("--threads", pa.threads, "Worker threads (default: every core)")->check(CLI::Range(1, 1024));
+  prune->add_flag("--quiet", pa.quiet, "No progress bar and no summary");
+  prune->add_flag("--no-sync", pa.no_sync,
+                  "Skip fsync (faster; outputs still appear whole or not at all if the process dies, "
+                  "but not across a power loss)");
+
+  std::string inspect_model;
+  bool inspect_json = false;
+  auto* inspect = app.add_subcommand("inspect", "Per-tensor dtype, shape, zeros and sparsity pattern");
+  inspect->add_option("MODEL", inspect_model, "A .safetensors file or sharded index .json")->required();
+  inspect->add_flag("--json", inspect_json, "Machine-readable output");
+
+  std::string demo_dir;
+  int demo_threads = 0;
+  auto* demo = app.add_subcommand("demo", "Build a small transformer-like model, prune it over 5 steps, show the ramp");
+  demo->add_option("--out", demo_dir, "Directory for the files (default: a new directory under $TMPDIR or /tmp)");
+  demo->add_option("--threads", demo_threads, "Worker threads (default: every core)")->check(CLI::Range(1, 1024));
+
+  // Hidden helper (empty group): a synthetic model of `layers` dim x dim Linear layers with biases.
+  std::string mm_out;
+  int64_t mm_layers = 6, mm_dim = 4096;
+  auto* make_model = app.add_subcommand("make-model", "")->group("");
+  make_model->add_option("OUT", mm_out)->required();
+  make_model->add_option("--layers", mm_layers)->check(CLI::Range(int64_t{1}, int64_t{1000}));
+  make_model->add_option("--dim", mm_dim)->check(CLI::Range(int64_t{1}, int64_t{65536}));
+
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    return fail(2, std::string(e.what()) + " (command line; see sparsity --help)");
+  }
+  try {
+    if (*prune) return run_prune(pa);
+    if (*inspect) return run_inspect(inspect_model, inspect_json);
+    if (*demo) return run_demo(demo_dir, demo_threads);
+    if (*make_model) return run_make_model(mm_out, mm_layers, mm_dim);
+  } catch (const UsageError& e) {
+    return fail(2, std::string(e.what()) + " (command line)");
+  } catch (const sparsity::Error& e) {
+    return fail(1, e.what());
+  } catch (const std::bad_alloc&) {
+    return fail(1, "out of memory (allocation failed)");
+  } catch (const std::exception& e) {
+    return fail(1, std::string("internal error: ") + e.what() + " (please report)");
+  }
+  return 0;
+}

@@ -10,10 +10,10 @@
 #include <cerrno>
 #include <cstring>
 #include <limits>
-#include <set>
 
 #include <nlohmann/json.hpp>
 
+#include "io/json_strict.hpp"
 #include "io/text.hpp"
 
 namespace sparsity::io {
@@ -114,44 +114,18 @@ std::vector<TensorInfo> SafetensorsFile::parse_header(const uint8_t* data, size_
   }
   const char* text = reinterpret_cast<const char*>(data + 8);
 
-  // Parse with a callback that rejects duplicate keys (the DOM would keep only one) and deep nesting.
-  std::vector<std::set<std::string>> keys;
-  std::string duplicate;
-  int depth_exceeded = 0;
-  auto callback = [&](int depth, nlohmann::ordered_json::parse_event_t event, nlohmann::ordered_json& parsed) {
-    using E = nlohmann::ordered_json::parse_event_t;
-    if (depth > kMaxDepth) {
-      depth_exceeded = depth;
-      throw Error(ErrorCode::InvalidArgument, "");
-    }
-    if (event == E::object_start) {
-      keys.emplace_back();
-    } else if (event == E::object_end) {
-      if (!keys.empty()) keys.pop_back();
-    } else if (event == E::key) {
-      const std::string& k = parsed.get_ref<const std::string&>();
-      if (!keys.empty() && !keys.back().insert(k).second) {
-        duplicate = k;
-        throw Error(ErrorCode::InvalidArgument, "");
-      }
-    }
-    return true;
-  };
   nlohmann::ordered_json header;
-  try {
-    header = nlohmann::ordered_json::parse(text, text + n, callback, /*allow_exceptions=*/true);
-  } catch (const nlohmann::ordered_json::parse_error& e) {
-    fail(ErrorCode::InvalidArgument, "header is not valid JSON", where,
-         "byte offset " + std::to_string(8 + (e.byte > 0 ? e.byte - 1 : 0)));
-  } catch (const Error&) {
-    if (!duplicate.empty()) {
-      fail(ErrorCode::InvalidArgument, "duplicate key " + quote(duplicate) + " in the header", where,
-           tensor_where(duplicate));
+  detail::StrictJsonError err;
+  if (!detail::parse_strict(text, text + n, header, err, kMaxDepth)) {
+    if (err.kind == 1) {
+      fail(ErrorCode::InvalidArgument, "duplicate key " + quote(err.key) + " in the header", where,
+           tensor_where(err.key));
     }
-    fail(ErrorCode::InvalidArgument, "header JSON is nested deeper than " + std::to_string(kMaxDepth) + " levels",
-         where, "byte offset 8");
-  } catch (const nlohmann::ordered_json::exception&) {
-    fail(ErrorCode::InvalidArgument, "header is not valid JSON", where, "byte offset 8");
+    if (err.kind == 2) {
+      fail(ErrorCode::InvalidArgument, "header JSON is nested deeper than " + std::to_string(kMaxDepth) + " levels",
+           where, "byte offset 8");
+    }
+    fail(ErrorCode::InvalidArgument, "header is not valid JSON", where, "byte offset " + std::to_string(8 + err.offset));
   }
   if (!header.is_object()) fail(ErrorCode::InvalidArgument, "header is not a JSON object", where, "byte offset 8");
 
@@ -531,10 +505,14 @@ void SafetensorsWriter::copy_from(size_t index, const SafetensorsFile& src, cons
   }
 }
 
+void SafetensorsWriter::start_writeback() noexcept {
+  if (fd_ >= 0 && durable_) ::sync_file_range(fd_, 0, 0, SYNC_FILE_RANGE_WRITE);
+}
+
 void SafetensorsWriter::finish() {
   SPARSITY_CHECK(fd_ >= 0, FailedPrecondition, "writer is closed (", printable(path_), ")");
   if (finished_) return;
-  if (::fsync(fd_) != 0) fail(ErrorCode::Io, "cannot flush to disk: " + sys_error(), path_, "");
+  if (durable_ && ::fsync(fd_) != 0) fail(ErrorCode::Io, "cannot flush to disk: " + sys_error(), path_, "");
   finished_ = true;
 }
 
@@ -559,7 +537,7 @@ void SafetensorsWriter::publish() {
   }
   temp_path_.clear();
   published_ = true;
-  const int dfd = ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+  const int dfd = durable_ ? ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
   if (dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);

@@ -133,8 +133,14 @@ class SafetensorsWriter {
   void write(size_t index, uint64_t offset, const void* data, size_t n);
   /// Copies an entry's whole data from an open source file range (kernel-side copy when possible).
   void copy_from(size_t index, const SafetensorsFile& src, const TensorInfo& src_info);
-  /// Flushes the data to disk (fsync). The file is complete but still hidden.
+  /// Completes the file and, unless set_durable(false), flushes it to disk (fsync). The file is
+  /// complete but still hidden.
   void finish();
+  /// Whether finish() and publish() fsync (default true). Without it a killed process still leaves
+  /// no partial file, but a power loss may lose the renamed file's contents.
+  void set_durable(bool on) noexcept { durable_ = on; }
+  /// Starts writing back the data written so far (non-blocking), so that finish() waits less.
+  void start_writeback() noexcept;
   /// Makes the finished file appear at `path` atomically (rename over any previous file) and syncs
   /// the directory.
   void publish();
@@ -152,6 +158,7 @@ class SafetensorsWriter {
   int fd_ = -1;
   bool finished_ = false;
   bool published_ = false;
+  bool durable_ = true;
   std::vector<TensorInfo> entries_;
   std::map<std::string, size_t> index_;
   uint64_t data_begin_ = 0;

@@ -1,0 +1,630 @@
+// Tests of the `sparsity` command line: they run the built binary on files made here.
+#include <dirent.h>
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <fstream>
+#include <map>
+#include <set>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+#include "sparsity/io/safetensors.hpp"
+
+namespace {
+
+using sparsity::DType;
+using sparsity::Shape;
+using sparsity::Tensor;
+namespace io = sparsity::io;
+using Json = nlohmann::ordered_json;
+
+struct CliRun {
+  int status = -1;
+  bool signaled = false;
+  std::string out, err;
+};
+
+std::string read_file(const std::string& path) {
+  std::ifstream f(path, std::ios::binary);
+  return std::string(std::istreambuf_iterator<char>(f), {});
+}
+
+void write_file(const std::string& path, const std::string& text) {
+  std::ofstream f(path, std::ios::binary);
+  f << text;
+}
+
+std::string fresh_dir() {
+  static int counter = 0;
+  std::string d = testing::TempDir() + "/sparsity_cli_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
+  ::mkdir(d.c_str(), 0755);
+  return d;
+}
+
+std::set<std::string> list_dir(const std::string& dir) {
+  std::set<std::string> names;
+  if (DIR* d = ::opendir(dir.c_str())) {
+    while (auto* e = ::readdir(d)) {
+      std::string n = e->d_name;
+      if (n != "." && n != "..") names.insert(n);
+    }
+    ::closedir(d);
+  }
+  return names;
+}
+
+bool exists(const std::string& path) {
+  struct stat st {};
+  return ::stat(path.c_str(), &st) == 0;
+}
+
+// Runs the CLI; with kill_after_ms >= 0 it is sent SIGKILL after that delay.
+CliRun run(const std::vector<std::string>& args, int kill_after_ms = -1) {
+  static int counter = 0;
+  const std::string base = testing::TempDir() + "/sparsity_cli_run_" + std::to_string(::getpid()) + "_" +
+                           std::to_string(counter++);
+  const std::string out_path = base + ".out", err_path = base + ".err";
+  std::fflush(stdout);
+  std::fflush(stderr);
+  const pid_t pid = ::fork();
+  if (pid == 0) {
+    FILE* o = std::freopen(out_path.c_str(), "w", stdout);
+    FILE* e = std::freopen(err_path.c_str(), "w", stderr);
+    if (!o || !e) _exit(127);
+    std::vector<char*> argv;
+    std::string prog = SPARSITY_CLI_PATH;
+    argv.push_back(prog.data());
+    std::vector<std::string> copy = args;
+    for (auto& a : copy) argv.push_back(a.data());
+    argv.push_back(nullptr);
+    ::execv(prog.c_str(), argv.data());
+    _exit(127);
+  }
+  if (kill_after_ms >= 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(kill_after_ms));
+    ::kill(pid, SIGKILL);
+  }
+  int st = 0;
+  ::waitpid(pid, &st, 0);
+  CliRun r;
+  r.signaled = WIFSIGNALED(st);
+  r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+  r.out = read_file(out_path);
+  r.err = read_file(err_path);
+  ::unlink(out_path.c_str());
+  ::unlink(err_path.c_str());
+  return r;
+}
+
+// The values of the hand-derived case: |w| = 1 8 3 2 / 5 0.5 7 4; at sparsity 0.5 with 1x1 blocks the
+// four smallest magnitudes (0.5, 1, 2, 3) are pruned.
+const std::vector<double> kValues = {1, -8, 3, -2, 5, 0.5, -7, 4};
+const std::vector<uint8_t> kMask = {0, 1, 0, 0, 1, 0, 1, 1};
+
+std::string unstructured_config(const std::vector<std::string>& fqns, double level = 0.5) {
+  Json c = {{"sparsifier", "WeightNormSparsifier"},
+            {"defaults", {{"sparsity_level", level}, {"sparse_block_shape", {1, 1}}}}};
+  c["config"] = Json::array();
+  for (const auto& f : fqns) c["config"].push_back({{"tensor_fqn", f}});
+  return c.dump();
+}
+
+// Pseudo-random but fixed values (distinct magnitudes) for larger matrices.
+Tensor wave(int64_t rows, int64_t cols, double phase) {
+  std::vector<double> v(static_cast<size_t>(rows * cols));
+  for (size_t i = 0; i < v.size(); ++i) v[i] = std::sin(0.37 * static_cast<double>(i) + phase) * (1.0 + 1e-4 * static_cast<double>(i));
+  return Tensor::from_values(v, {rows, cols}, DType::f32);
+}
+
+// Stderr is exactly one line "sparsity: error: ...fragment...".
+void expect_one_error_line(const CliRun& r, int status, const std::string& fragment) {
+  EXPECT_FALSE(r.signaled);
+  EXPECT_EQ(r.status, status) << r.err;
+  ASSERT_FALSE(r.err.empty());
+  EXPECT_EQ(r.err.rfind("sparsity: error: ", 0), 0u) << r.err;
+  EXPECT_EQ(r.err.back(), '\n');
+  EXPECT_EQ(r.err.find('\n'), r.err.size() - 1) << "more than one line: " << r.err;
+  EXPECT_NE(r.err.find(fragment), std::string::npos) << "missing '" << fragment << "' in: " << r.err;
+}
+
+// A directory with a valid model and config; each error case runs against a copy of it.
+struct Fixture {
+  std::string dir, model, config;
+  Fixture() {
+    dir = fresh_dir();
+    model = dir + "/model.safetensors";
+    config = dir + "/config.json";
+    io::save_safetensors(model, {{"proj.weight", Tensor::from_values(kValues, {2, 4}, DType::f32)},
+                                 {"proj.bias", Tensor::from_values({1, 2}, DType::f32)},
+                                 {"ids", Tensor::from_values({1, 2, 3}, DType::i64)}});
+    write_file(config, unstructured_config({"proj.weight"}));
+  }
+  // Runs prune with `config_text` (or the valid config) on `model_path` (or the valid model) and checks
+  // the error contract: status, one line naming `fragment`, no new file, inputs unchanged.
+  void expect_error(int status, const std::string& fragment, std::vector<std::string> args) {
+    const auto before = list_dir(dir);
+    const std::string model_bytes = read_file(model);
+    const CliRun r = run(args);
+    expect_one_error_line(r, status, fragment);
+    EXPECT_EQ(list_dir(dir), before);
+    EXPECT_EQ(read_file(model), model_bytes);
+  }
+  void expect_config_error(const std::string& config_text, const std::string& fragment) {
+    const std::string path = dir + "/bad_config.json";
+    write_file(path, config_text);
+    expect_error(1, fragment, {"prune", model, "--config", path, "--output", dir + "/out.safetensors", "--masks",
+                               dir + "/masks.safetensors", "--state", dir + "/state.safetensors"});
+    ::unlink(path.c_str());
+  }
+  void expect_model_error(const std::string& bytes, const std::string& fragment) {
+    const std::string path = dir + "/bad.safetensors";
+    write_file(path, bytes);
+    expect_error(1, fragment, {"prune", path, "--config", config, "--output", dir + "/out.safetensors"});
+    ::unlink(path.c_str());
+  }
+};
+
+std::string raw_model(const std::string& header, const std::string& data, int64_t length = -1) {
+  std::string out(8, '\0');
+  const uint64_t n = length >= 0 ? static_cast<uint64_t>(length) : header.size();
+  for (int i = 0; i < 8; ++i) out[i] = static_cast<char>((n >> (8 * i)) & 0xff);
+  return out + header + data;
+}
+
+// ---- basics -----------------------------------------------------------------------------------------
+
+TEST(Cli, VersionAndHelp) {
+  CliRun v = run({"--version"});
+  EXPECT_EQ(v.status, 0);
+  EXPECT_EQ(v.out.rfind("sparsity 0.1", 0), 0u) << v.out;
+  for (const char* sub : {"prune", "inspect", "demo"}) {
+    CliRun h = run({sub, "--help"});
+    EXPECT_EQ(h.status, 0) << sub;
+    EXPECT_NE(h.out.find("Usage"), std::string::npos) << h.out;
+    EXPECT_TRUE(h.err.empty());
+  }
+  CliRun h = run({"--help"});
+  EXPECT_EQ(h.status, 0);
+  EXPECT_NE(h.out.find("prune"), std::string::npos);
+  EXPECT_EQ(h.out.find("make-model"), std::string::npos);  // hidden helper
+}
+
+TEST(Cli, PruneHandDerivedMaskInEveryFloatDtypeAndPassThroughOthers) {
+  const std::string dir = fresh_dir();
+  const std::string model = dir + "/m.safetensors";
+  std::vector<io::TensorSpec> specs;
+  std::vector<std::string> pruned;
+  for (const char* dt : {"F32", "F64", "F16", "BF16"}) {
+    specs.push_back({std::string("l_") + dt + ".weight", dt, {2, 4}});
+    pruned.push_back(specs.back().name);
+  }
+  const std::vector<std::string> raw = {"BOOL", "U8", "I8", "I16", "U16", "I32", "U32", "I64", "U64", "F8_E4M3", "F8_E5M2"};
+  for (const auto& dt : raw) specs.push_back({"raw_" + dt, dt, {3}});
+  {
+    io::SafetensorsWriter w(model, specs, {{"format", "pt"}, {"note", "kept"}});
+    for (size_t i = 0; i < 4; ++i) {
+      const DType t = *io::safetensors_to_dtype(specs[i].dtype_name);
+      Tensor v = Tensor::from_values(kValues, {2, 4}, t);
+      w.write(i, 0, v.data_ptr(), v.nbytes());
+    }
+    for (size_t i = 4; i < specs.size(); ++i) {
+      std::string bytes(w.entries()[i].nbytes(), '\0');
+      for (size_t j = 0; j < bytes.size(); ++j) bytes[j] = static_cast<char>(j % 2 ? 0 : 0x11 * (j + 1));
+      w.write(i, 0, bytes.data(), bytes.size());
+    }
+    w.commit();
+  }
+  write_file(dir + "/c.json", unstructured_config(pruned));
+  const CliRun r = run({"prune", model, "--config", dir + "/c.json", "--output", dir + "/out.safetensors", "--masks",
+                     dir + "/masks.safetensors", "--quiet"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.err.empty());
+  EXPECT_TRUE(r.out.empty());  // --quiet
+
+  auto in = io::SafetensorsFile::open(model);
+  auto out = io::SafetensorsFile::open(dir + "/out.safetensors");
+  auto masks = io::SafetensorsFile::open(dir + "/masks.safetensors");
+  EXPECT_EQ(out->metadata(), in->metadata());
+  ASSERT_EQ(out->tensors().size(), in->tensors().size());
+  for (const auto& info : in->tensors()) {
+    const auto& o = out->info(info.name);
+    EXPECT_EQ(o.dtype_name, info.dtype_name);
+    EXPECT_EQ(o.shape, info.shape);
+    ASSERT_EQ(o.nbytes(), info.nbytes());
+    const bool is_pruned = info.name.rfind("l_", 0) == 0;
+    if (!is_pruned) {
+      EXPECT_EQ(std::memcmp(out->bytes(o), in->bytes(info), info.nbytes()), 0) << info.name;
+      continue;
+    }
+    const auto& m = masks->info(info.name);
+    EXPECT_EQ(m.dtype_name, "U8");
+    EXPECT_EQ(m.shape, (Shape{2, 4}));
+    const size_t es = info.nbytes() / 8;
+    for (size_t i = 0; i < 8; ++i) {
+      EXPECT_EQ(masks->bytes(m)[i], kMask[i]) << info.name << " " << i;
+      const uint8_t* ob = out->bytes(o) + i * es;
+      if (kMask[i]) {
+        EXPECT_EQ(std::memcmp(ob, in->bytes(info) + i * es, es), 0) << info.name << " " << i;
+      } else {
+        for (size_t b = 0; b < es; ++b) EXPECT_EQ(ob[b], 0) << info.name << " " << i;  // +0.0
+      }
+    }
+  }
+  EXPECT_EQ(masks->tensors().size(), 4u);
+}
+
+TEST(Cli, AutoConfigPrunesTwoDimensionalFloatWeightsOnly) {
+  const std::string dir = fresh_dir();
+  io::save_safetensors(dir + "/m.safetensors",
+                       {{"a.weight", Tensor::from_values(kValues, {2, 4}, DType::f32)},
+                        {"a.bias", Tensor::from_values({1, 2}, DType::f32)},
+                        {"b.c.weight", Tensor::from_values(kValues, {4, 2}, DType::f32)},
+                        {"norm.weight", Tensor::from_values({1, 2, 3}, DType::f32)},
+                        {"q.weight", Tensor::from_values(kValues, {2, 4}, DType::i8)},
+                        {"weight", Tensor::from_values(kValues, {2, 4}, DType::f32)}});
+  write_file(dir + "/c.json", R"({"sparsifier": "WeightNormSparsifier", "config": null,
+      "defaults": {"sparsity_level": 0.5, "sparse_block_shape": [1, 1]}})");
+  const CliRun r = run({"prune", dir + "/m.safetensors", "--config", dir + "/c.json", "--output", dir + "/o.safetensors",
+                     "--masks", dir + "/k.safetensors"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto masks = io::SafetensorsFile::open(dir + "/k.safetensors");
+  std::vector<std::string> names;
+  for (const auto& t : masks->tensors()) names.push_back(t.name);
+  // LIFO order of make_config_from_model: children a, b, norm, q; `b` is pushed and visited last.
+  EXPECT_EQ(names, (std::vector<std::string>{"a.weight", "b.c.weight"}));
+  EXPECT_NE(r.out.find("a.weight"), std::string::npos);  // summary table on stdout
+}
+
+TEST(Cli, ShardedCheckpointMatchesSingleFile) {
+  const std::string dir = fresh_dir();
+  Tensor w0 = wave(8, 16, 0.1), w1 = wave(16, 8, 0.7);
+  io::save_safetensors(dir + "/single.safetensors", {{"l0.weight", w0}, {"l0.bias", Tensor::ones({8})}, {"l1.weight", w1}});
+  io::save_safetensors(dir + "/model-00001-of-00002.safetensors", {{"l0.weight", w0}, {"l0.bias", Tensor::ones({8})}},
+                       {{"format", "pt"}});
+  io::save_safetensors(dir + "/model-00002-of-00002.safetensors", {{"l1.weight", w1}}, {{"format", "pt"}});
+  const std::string index = R"({"metadata": {"total_size": 1056}, "weight_map": {"l0.weight": "model-00001-of-00002.safetensors",
+    "l0.bias": "model-00001-of-00002.safetensors", "l1.weight": "model-00002-of-00002.safetensors"}})";
+  write_file(dir + "/model.safetensors.index.json", index);
+  write_file(dir + "/c.json", R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparsity_level": 0.5, "sparse_block_shape": [1, 4]}})");
+  ::mkdir((dir + "/out").c_str(), 0755);
+  CliRun a = run({"prune", dir + "/model.safetensors.index.json", "--config", dir + "/c.json", "--output",
+               dir + "/out/model.safetensors.index.json", "--masks", dir + "/sharded_masks.safetensors"});
+  ASSERT_EQ(a.status, 0) << a.err;
+  CliRun b = run({"prune", dir + "/single.safetensors", "--config", dir + "/c.json", "--output", dir + "/single_out.safetensors",
+               "--masks", dir + "/single_masks.safetensors"});
+  ASSERT_EQ(b.status, 0) << b.err;
+  EXPECT_EQ(list_dir(dir + "/out"), (std::set<std::string>{"model.safetensors.index.json", "model-00001-of-00002.safetensors",
+                                                            "model-00002-of-00002.safetensors"}));
+  EXPECT_EQ(read_file(dir + "/out/model.safetensors.index.json"), index);
+  auto single = io::load_safetensors(dir + "/single_out.safetensors");
+  std::map<std::string, Tensor> sharded;
+  for (const char* s : {"/out/model-00001-of-00002.safetensors", "/out/model-00002-of-00002.safetensors"}) {
+    std::map<std::string, std::string> meta;
+    for (auto& [n, t] : io::load_safetensors(dir + s, &meta)) sharded[n] = t;
+    EXPECT_EQ(meta.at("format"), "pt");
+  }
+  ASSERT_EQ(sharded.size(), single.size());
+  for (auto& [n, t] : single) EXPECT_TRUE(sparsity::bitwise_equal(t, sharded.at(n))) << n;
+  EXPECT_EQ(read_file(dir + "/sharded_masks.safetensors"), read_file(dir + "/single_masks.safetensors"));
+  // Half of each weight is pruned.
+  EXPECT_EQ(sparsity::count_nonzero(sharded.at("l0.weight")), 64);
+
+  // A sharded model cannot go to a single-file output.
+  Fixture f;
+  f.expect_error(1, "sharded", {"prune", dir + "/model.safetensors.index.json", "--config", dir + "/c.json", "--output",
+                                f.dir + "/x.safetensors"});
+}
+
+TEST(Cli, ResumeTwoPlusOneStepsEqualsThreeSteps) {
+  const std::string dir = fresh_dir();
+  io::save_safetensors(dir + "/m.safetensors", {{"x.weight", wave(16, 32, 0.3)}, {"y.weight", wave(32, 16, 1.1)}});
+  auto config = [&](int steps) {
+    Json c = {{"sparsifier", "WeightNormSparsifier"},
+              {"defaults", {{"sparsity_level", 0.8}, {"sparse_block_shape", {1, 2}}}},
+              {"scheduler", {{"type", "CubicSL"}, {"init_sl", 0.1}, {"delta_t", 1}, {"total_t", 3}}},
+              {"steps", steps}};
+    const std::string p = dir + "/c" + std::to_string(steps) + ".json";
+    write_file(p, c.dump());
+    return p;
+  };
+  const std::string m = dir + "/m.safetensors";
+  CliRun three = run({"prune", m, "--config", config(3), "--output", dir + "/o3.safetensors", "--masks", dir + "/k3.safetensors",
+                   "--state", dir + "/s3.safetensors"});
+  ASSERT_EQ(three.status, 0) << three.err;
+  CliRun two = run({"prune", m, "--config", config(2), "--output", dir + "/o2.safetensors", "--masks", dir + "/k2.safetensors",
+                 "--state", dir + "/s2.safetensors"});
+  ASSERT_EQ(two.status, 0) << two.err;
+  CliRun one = run({"prune", m, "--config", config(1), "--output", dir + "/o21.safetensors", "--masks", dir + "/k21.safetensors",
+                 "--resume", dir + "/s2.safetensors", "--state", dir + "/s21.safetensors"});
+  ASSERT_EQ(one.status, 0) << one.err;
+  EXPECT_EQ(read_file(dir + "/k21.safetensors"), read_file(dir + "/k3.safetensors"));
+  EXPECT_EQ(read_file(dir + "/o21.safetensors"), read_file(dir + "/o3.safetensors"));
+  EXPECT_EQ(read_file(dir + "/s21.safetensors"), read_file(dir + "/s3.safetensors"));
+  // The ramp really moved between step 2 and 3: the masks differ.
+  EXPECT_NE(read_file(dir + "/k2.safetensors"), read_file(dir + "/k3.safetensors"));
+  // The state records the steps done and the scheduler.
+  auto s = io::SafetensorsFile::open(dir + "/s21.safetensors");
+  EXPECT_EQ(s->metadata().at("steps"), "3");
+  EXPECT_EQ(Json::parse(s->metadata().at("scheduler"))["last_epoch"], 3);
+  EXPECT_EQ(s->metadata().at("sparsifier"), "WeightNormSparsifier");
+}
+
+uint64_t checksum(const std::string& path) {
+  const std::string b = read_file(path);
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : b) h = (h ^ c) * 1099511628211ull;
+  return h ^ b.size();
+}
+
+TEST(Cli, KilledRunLeavesNoOutputAndKeepsTheModel) {
+  const std::string dir = fresh_dir();
+  const std::string model = dir + "/model.safetensors";
+  ASSERT_EQ(run({"make-model", model, "--layers", "4", "--dim", "2048"}).status, 0);
+  write_file(dir + "/c.json", R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparsity_level": 0.5}, "steps": 2})");
+  const uint64_t sum = checksum(model);
+  const std::set<std::string> before = list_dir(dir);
+  int killed = 0;
+  for (int delay = 10; delay <= 400; delay += 30) {
+    // Alternate between a separate output and overwriting the model in place.
+    const std::string out = delay % 60 == 10 ? model : dir + "/out.safetensors";
+    const CliRun r = run({"prune", model, "--config", dir + "/c.json", "--output", out, "--masks", dir + "/masks.safetensors",
+                       "--state", dir + "/state.safetensors", "--threads", "1"},
+                      delay);
+    if (!r.signaled) {
+      // Finished before the signal: remove its outputs and restore the model for the next round.
+      ASSERT_EQ(r.status, 0) << r.err;
+      break;
+    }
+    ++killed;
+    EXPECT_EQ(list_dir(dir), before) << "delay " << delay;
+    EXPECT_EQ(checksum(model), sum) << "delay " << delay;
+  }
+  EXPECT_GE(killed, 3) << "the runs finished too fast for the kill test to land";
+}
+
+TEST(Cli, InspectReportsZerosAndPatterns) {
+  const std::string dir = fresh_dir();
+  // 2:4 along rows (zeros move inside the groups), 1x4 blocks, 2x2 blocks, unstructured, dense,
+  // all zero; each irregular enough to have a single reading.
+  std::vector<double> nm, blocks14, blocks22, unstr;
+  const std::set<int> zero14 = {4, 6, 9, 10, 15, 17, 20, 23, 26, 28, 31};  // tile r*4+c of 8x16
+  const std::set<int> zero22 = {1, 2, 4, 7, 10, 11, 13};                   // tile r*4+c of 8x8
+  const std::set<int> zero_un = {0, 1, 2, 3, 10, 17, 30, 45, 46, 60};
+  for (int i = 0; i < 64; ++i) {
+    const int g = i / 4, p = i % 4;
+    nm.push_back(p == g % 4 || p == (g + 1) % 4 ? 0.0 : 1.0 + i);
+    const int r = i / 8, c = i % 8;
+    blocks22.push_back(zero22.count((r / 2) * 4 + c / 2) ? -0.0 : 2.0);
+    unstr.push_back(zero_un.count(i) ? 0.0 : 1.0);
+  }
+  for (int i = 0; i < 128; ++i) blocks14.push_back(zero14.count((i / 16) * 4 + (i % 16) / 4) ? 0.0 : 1.0 + i);
+  io::save_safetensors(dir + "/m.safetensors", {{"nm", Tensor::from_values(nm, {8, 8})},
+                                                {"b14", Tensor::from_values(blocks14, {8, 16})},
+                                                {"b22", Tensor::from_values(blocks22, {8, 8}, DType::bf16)},
+                                                {"un", Tensor::from_values(unstr, {8, 8})},
+                                                {"dense", Tensor::ones({3, 3})},
+                                                {"zero", Tensor::zeros({4}, DType::i32)}});
+  CliRun t = run({"inspect", dir + "/m.safetensors"});
+  ASSERT_EQ(t.status, 0) << t.err;
+  for (const char* s : {"2:4", "1x4 blocks", "2x2 blocks", "unstructured", "dense", "all zero", "50.0%", "total: 6 tensors"}) {
+    EXPECT_NE(t.out.find(s), std::string::npos) << s << " in\n" << t.out;
+  }
+  CliRun j = run({"inspect", dir + "/m.safetensors", "--json"});
+  ASSERT_EQ(j.status, 0) << j.err;
+  const Json doc = Json::parse(j.out);
+  std::map<std::string, Json> by_name;
+  for (const auto& e : doc["tensors"]) by_name[e["name"]] = e;
+  EXPECT_EQ(by_name["nm"]["pattern"], "2:4");
+  EXPECT_EQ(by_name["nm"]["zeros"], 32);
+  EXPECT_EQ(by_name["b14"]["pattern"], "1x4 blocks");
+  EXPECT_EQ(by_name["b22"]["pattern"], "2x2 blocks");
+  EXPECT_EQ(by_name["b14"]["zeros"], 44);
+  EXPECT_EQ(by_name["b22"]["zeros"], 28);  // -0.0 counts as zero
+  EXPECT_EQ(by_name["un"]["pattern"], "unstructured");
+  EXPECT_EQ(by_name["un"]["zeros"], 10);
+  EXPECT_EQ(by_name["dense"]["pattern"], "dense");
+  EXPECT_EQ(by_name["zero"]["pattern"], "all zero");
+  EXPECT_EQ(by_name["nm"]["shape"], Json::array({8, 8}));
+  EXPECT_EQ(doc["total"]["numel"], 64 + 128 + 64 + 64 + 9 + 4);
+  EXPECT_EQ(doc["total"]["zeros"], 32 + 44 + 28 + 10 + 0 + 4);
+}
+
+TEST(Cli, DemoWritesAPrunedModel) {
+  const std::string dir = fresh_dir() + "/demo";
+  const CliRun r = run({"demo", "--out", dir});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_EQ(list_dir(dir), (std::set<std::string>{"config.json", "dense.safetensors", "pruned.safetensors",
+                                                   "masks.safetensors", "state.safetensors"}));
+  EXPECT_NE(r.out.find("step 5"), std::string::npos);
+  EXPECT_NE(r.out.find("0.750"), std::string::npos);
+  CliRun j = run({"inspect", dir + "/pruned.safetensors", "--json"});
+  ASSERT_EQ(j.status, 0);
+  for (const auto& t : Json::parse(j.out)["tensors"]) {
+    const std::string name = t["name"];
+    if (t["shape"].size() == 2) {
+      EXPECT_DOUBLE_EQ(t["sparsity"].get<double>(), 0.75) << name;
+      EXPECT_EQ(t["pattern"], "1x4 blocks") << name;
+    } else {
+      EXPECT_EQ(t["zeros"], 0) << name;
+    }
+  }
+  // The written config reproduces the run through `prune`.
+  CliRun p = run({"prune", dir + "/dense.safetensors", "--config", dir + "/config.json", "--output", dir + "/again.safetensors",
+               "--quiet"});
+  ASSERT_EQ(p.status, 0) << p.err;
+  EXPECT_EQ(read_file(dir + "/again.safetensors"), read_file(dir + "/pruned.safetensors"));
+}
+
+// ---- bad input: exit 1, one line, no output, input untouched -------------------------------------------
+
+const std::string kHeader = R"({"proj.weight":{"dtype":"F32","shape":[2,4],"data_offsets":[0,32]}})";
+
+TEST(CliErrors, ModelHeaderLengthBeyondFile) {
+  Fixture().expect_model_error(raw_model(kHeader, std::string(32, '\0'), 5000), "exceeds the file size");
+}
+TEST(CliErrors, ModelHeaderLengthBeyondLimit) {
+  Fixture().expect_model_error(raw_model(kHeader, "", int64_t{1} << 50), "100 MB");
+}
+TEST(CliErrors, ModelTooShort) { Fixture().expect_model_error("abc", "too short"); }
+TEST(CliErrors, ModelInvalidJson) { Fixture().expect_model_error(raw_model("{\"a\":", ""), "not valid JSON"); }
+TEST(CliErrors, ModelHeaderNotObject) { Fixture().expect_model_error(raw_model("[]", ""), "not a JSON object"); }
+TEST(CliErrors, ModelUnknownDtype) {
+  Fixture().expect_model_error(raw_model(R"({"w":{"dtype":"F31","shape":[1],"data_offsets":[0,4]}})", "abcd"),
+                               "unknown dtype 'F31'");
+}
+TEST(CliErrors, ModelOffsetsOutOfRange) {
+  Fixture().expect_model_error(raw_model(kHeader, std::string(16, '\0')), "past the data buffer");
+}
+TEST(CliErrors, ModelOffsetsOverlap) {
+  Fixture().expect_model_error(raw_model(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},)"
+                                         R"("b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}})",
+                                         std::string(12, '\0')),
+                               "overlap");
+}
+TEST(CliErrors, ModelDataNotCovered) {
+  Fixture().expect_model_error(raw_model(R"({"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})", std::string(12, '\0')),
+                               "belong to no tensor");
+}
+TEST(CliErrors, ModelSizeMismatch) {
+  Fixture().expect_model_error(raw_model(R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,8]}})", std::string(8, '\0')),
+                               "size mismatch");
+}
+TEST(CliErrors, ModelShapeOverflow) {
+  Fixture().expect_model_error(
+      raw_model(R"({"a":{"dtype":"F64","shape":[9223372036854775807,3],"data_offsets":[0,8]}})", std::string(8, '\0')),
+      "overflows");
+}
+TEST(CliErrors, ModelDuplicateNames) {
+  Fixture().expect_model_error(raw_model(R"({"a":{"dtype":"U8","shape":[1],"data_offsets":[0,1]},)"
+                                         R"("a":{"dtype":"U8","shape":[1],"data_offsets":[1,2]}})",
+                                         "xy"),
+                               "duplicate key 'a'");
+}
+TEST(CliErrors, ModelMissingOrNotAFile) {
+  Fixture f;
+  f.expect_error(1, "cannot open", {"prune", f.dir + "/nope.safetensors", "--config", f.config, "--output", f.dir + "/o.safetensors"});
+  f.expect_error(1, "not a regular file", {"prune", f.dir, "--config", f.config, "--output", f.dir + "/o.safetensors"});
+  f.expect_error(1, "cannot open", {"inspect", f.dir + "/nope.safetensors"});
+}
+TEST(CliErrors, ShardedIndexProblems) {
+  Fixture f;
+  write_file(f.dir + "/i.json", R"({"weight_map": {"proj.weight": "missing.safetensors"}})");
+  f.expect_error(1, "missing.safetensors", {"prune", f.dir + "/i.json", "--config", f.config, "--output", f.dir + "/o.json"});
+  write_file(f.dir + "/i.json", R"({"weight_map": {"proj.weight": "../model.safetensors"}})");
+  f.expect_error(1, "plain file name", {"prune", f.dir + "/i.json", "--config", f.config, "--output", f.dir + "/o.json"});
+  write_file(f.dir + "/i.json", R"({"weight_map": {"proj.weight": "model.safetensors"}})");
+  f.expect_error(1, "not mapped to this shard", {"prune", f.dir + "/i.json", "--config", f.config, "--output", f.dir + "/o.json"});
+  ::unlink((f.dir + "/i.json").c_str());
+}
+
+TEST(CliErrors, ConfigInvalidJson) { Fixture().expect_config_error("{\"sparsifier\": ", "not valid JSON"); }
+TEST(CliErrors, ConfigMissing) {
+  Fixture f;
+  f.expect_error(1, "cannot open", {"prune", f.model, "--config", f.dir + "/none.json", "--output", f.dir + "/o.safetensors"});
+}
+TEST(CliErrors, ConfigUnknownSparsifier) {
+  Fixture().expect_config_error(R"({"sparsifier": "Magic"})", "unknown sparsifier 'Magic'");
+  Fixture().expect_config_error(R"({"sparsifier": "Magic"})", "bad_config.json, key sparsifier)");
+}
+TEST(CliErrors, ConfigUnknownTopLevelKey) {
+  Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "stepz": 3})", "key stepz");
+}
+TEST(CliErrors, ConfigWrongType) {
+  Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparsity_level": "high"}})",
+                                "key defaults.sparsity_level");
+  Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparse_block_shape": [1]}})",
+                                "key defaults.sparse_block_shape");
+  Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "defaults": {"norm": "L3"}})", "key defaults.norm");
+  Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "steps": -1})", "key steps");
+  Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "config": {"tensor_fqn": "x"}})", "key config");
+}
+TEST(CliErrors, ConfigUnknownEntryKey) {
+  Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "config": [{"tensor_fqn": "proj.weight", "level": 1}]})",
+                                "key config[0].level");
+}
+TEST(CliErrors, ConfigUnknownTensorFqn) {
+  Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "config": [{"tensor_fqn": "proj.weight"}, {"tensor_fqn": "nope.weight"}]})",
+                                "'nope.weight' is not a tensor");
+}
+TEST(CliErrors, ConfigTensorNotPrunable) {
+  Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "config": [{"tensor_fqn": "ids"}]})",
+                                "dtype I64");
+  Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "config": [{"tensor_fqn": "proj.bias"}]})",
+                                "only 2-D");
+}
+TEST(CliErrors, ConfigDuplicateTensorFqnAndKeys) {
+  Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "config": [{"tensor_fqn": "proj.weight"}, {"tensor_fqn": "proj.weight"}]})",
+                                "appears twice");
+  Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "sparsifier": "NearlyDiagonalSparsifier"})",
+                                "duplicate key 'sparsifier'");
+}
+TEST(CliErrors, ConfigSchedulerProblems) {
+  Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "scheduler": {"type": "LambdaSL"}})",
+                                "unknown scheduler type 'LambdaSL'");
+  Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "scheduler": {"type": "CubicSL", "delta_t": 0}})",
+                                "key scheduler.delta_t");
+  Fixture().expect_config_error(R"({"sparsifier": "NearlyDiagonalSparsifier", "scheduler": {"type": "CubicSL"}})",
+                                "key scheduler");
+}
+TEST(CliErrors, ConfigValuesTheSparsifierRejects) {
+  Fixture().expect_config_error(R"({"sparsifier": "NearlyDiagonalSparsifier", "defaults": {"nearliness": 2}})",
+                                "odd");
+  // Known only once the block is known: zeros_per_block larger than the 1x2 block.
+  Fixture().expect_config_error(
+      R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparse_block_shape": [1, 2], "zeros_per_block": 3}})",
+      "zeros_per_block");
+  // nearliness 9 cannot fit a 2x4 tensor: reported with the tensor's name.
+  Fixture().expect_config_error(R"({"sparsifier": "NearlyDiagonalSparsifier", "defaults": {"nearliness": 9}})",
+                                "proj.weight");
+}
+TEST(CliErrors, ResumeProblems) {
+  Fixture f;
+  f.expect_error(1, "not a sparsity state file",
+                 {"prune", f.model, "--config", f.config, "--output", f.dir + "/o.safetensors", "--resume", f.model});
+  // A state written for another sparsifier.
+  const std::string nd = f.dir + "/nd.json";
+  write_file(nd, R"({"sparsifier": "NearlyDiagonalSparsifier", "defaults": {"nearliness": 1}, "config": [{"tensor_fqn": "proj.weight"}]})");
+  ASSERT_EQ(run({"prune", f.model, "--config", nd, "--output", f.dir + "/o.safetensors", "--state", f.dir + "/s.safetensors"}).status, 0);
+  ::unlink((f.dir + "/o.safetensors").c_str());
+  f.expect_error(1, "NearlyDiagonalSparsifier",
+                 {"prune", f.model, "--config", f.config, "--output", f.dir + "/o.safetensors", "--resume", f.dir + "/s.safetensors"});
+}
+
+// ---- usage errors: exit 2 --------------------------------------------------------------------------------
+
+TEST(CliErrors, UsageErrors) {
+  Fixture f;
+  const std::string out = f.dir + "/o.safetensors";
+  f.expect_error(2, "subcommand", {});
+  f.expect_error(2, "command line", {"frobnicate"});
+  f.expect_error(2, "--config", {"prune", f.model, "--output", out});
+  f.expect_error(2, "--output", {"prune", f.model, "--config", f.config});
+  f.expect_error(2, "command line", {"prune", f.model, "--config", f.config, "--output", out, "--bogus"});
+  f.expect_error(2, "threads", {"prune", f.model, "--config", f.config, "--output", out, "--threads", "0"});
+  f.expect_error(2, "same file", {"prune", f.model, "--config", f.config, "--output", out, "--masks", out});
+  f.expect_error(2, "command line", {"inspect"});
+  // Writing masks over the model is refused (exit 1: a property of the files, not of the syntax).
+  f.expect_error(1, "overwrite the model", {"prune", f.model, "--config", f.config, "--output", out, "--masks", f.model});
+}
+
+TEST(Cli, OutputMayReplaceTheModel) {
+  Fixture f;
+  const CliRun r = run({"prune", f.model, "--config", f.config, "--output", f.model, "--quiet"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto m = io::SafetensorsFile::open(f.model);
+  const float* w = reinterpret_cast<const float*>(m->bytes(m->info("proj.weight")));
+  for (size_t i = 0; i < 8; ++i) EXPECT_EQ(w[i], kMask[i] ? static_cast<float>(kValues[i]) : 0.0f) << i;
+  EXPECT_EQ(list_dir(f.dir), (std::set<std::string>{"model.safetensors", "config.json"}));
+}
+
+}  // namespace
