@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 #include <utility>
 #include <vector>
 
@@ -59,18 +60,21 @@ struct Half16Traits {
 
 template <class Tr>
 void block_scores_ref(const void* w, int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc, Norm nm,
-                      void* scores, int64_t tr0, int64_t tr1) {
+                      void* scores, int64_t tr0, int64_t tr1, int64_t tc_begin = 0) {
   using Acc = typename Tr::Acc;
   const int64_t tcols = (cols + bc - 1) / bc;
   for (int64_t tr = tr0; tr < tr1; ++tr) {
     const int64_t r0 = tr * br, r1 = std::min(rows, r0 + br);
-    for (int64_t tc = 0; tc < tcols; ++tc) {
+    for (int64_t tc = tc_begin; tc < tcols; ++tc) {
       const int64_t c0 = tc * bc, c1 = std::min(cols, c0 + bc);
       Acc sum = 0;
       for (int64_t r = r0; r < r1; ++r) {
         for (int64_t c = c0; c < c1; ++c) sum += Tr::norm(w, r * ld + c, nm);
       }
-      store_u<Acc>(scores, static_cast<size_t>(tr * tcols + tc), Tr::finish(sum, (r1 - r0) * (c1 - c0)));
+      Acc mean = Tr::finish(sum, (r1 - r0) * (c1 - c0));
+      // NaN payloads depend on operand order, which compilers may swap: every NaN score is the quiet NaN.
+      if (std::isnan(mean)) mean = std::numeric_limits<Acc>::quiet_NaN();
+      store_u<Acc>(scores, static_cast<size_t>(tr * tcols + tc), mean);
     }
   }
 }
@@ -181,6 +185,20 @@ void block_scores_f16_reference(const void* w, int64_t rows, int64_t cols, int64
 void block_scores_bf16_reference(const void* w, int64_t rows, int64_t cols, int64_t ld, int64_t br,
                                  int64_t bc, Norm norm, void* scores, int64_t tr0, int64_t tr1) {
   block_scores_ref<Half16Traits<BFloat16>>(w, rows, cols, ld, br, bc, norm, scores, tr0, tr1);
+}
+
+void block_scores_tail_reference(int float_index, const void* w, int64_t rows, int64_t cols, int64_t ld,
+                                 int64_t br, int64_t bc, Norm norm, void* scores, int64_t tr, int64_t tc_begin) {
+  switch (float_index) {
+    case 0: block_scores_ref<F32Traits>(w, rows, cols, ld, br, bc, norm, scores, tr, tr + 1, tc_begin); break;
+    case 1: block_scores_ref<F64Traits>(w, rows, cols, ld, br, bc, norm, scores, tr, tr + 1, tc_begin); break;
+    case 2:
+      block_scores_ref<Half16Traits<Half>>(w, rows, cols, ld, br, bc, norm, scores, tr, tr + 1, tc_begin);
+      break;
+    default:
+      block_scores_ref<Half16Traits<BFloat16>>(w, rows, cols, ld, br, bc, norm, scores, tr, tr + 1, tc_begin);
+      break;
+  }
 }
 
 void select_f32_reference(const float* scores, size_t n, size_t k, uint8_t* selected) {

@@ -27,6 +27,11 @@ void block_scores_f16_reference(const void* w, int64_t rows, int64_t cols, int64
 void block_scores_bf16_reference(const void* w, int64_t rows, int64_t cols, int64_t ld, int64_t br,
                                  int64_t bc, Norm norm, void* scores, int64_t tr0, int64_t tr1);
 
+/// Tiles tc >= tc_begin of tile row tr, for the float dtype at `float_index` (0 f32, 1 f64, 2 f16, 3 bf16);
+/// SIMD variants finish partial chunks and edge tiles with it.
+void block_scores_tail_reference(int float_index, const void* w, int64_t rows, int64_t cols, int64_t ld,
+                                 int64_t br, int64_t bc, Norm norm, void* scores, int64_t tr, int64_t tc_begin);
+
 void select_f32_reference(const float* scores, size_t n, size_t k, uint8_t* selected);
 void select_f64_reference(const double* scores, size_t n, size_t k, uint8_t* selected);
 

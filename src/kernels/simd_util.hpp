@@ -2,14 +2,18 @@
 // copy compiled with one ISA's flags is never linked into another ISA's kernels).
 #pragma once
 
-#include <immintrin.h>
-
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
 
+// GCC 12 reports false "(maybe) uninitialized" warnings inside its own AVX-512 shift intrinsics.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#pragma GCC diagnostic ignored "-Wuninitialized"
+#include <immintrin.h>
 #include <xsimd/xsimd.hpp>
+#pragma GCC diagnostic pop
 
 namespace sparsity::kernels::simd {
 
@@ -44,6 +48,15 @@ inline void store(T* p, const xsimd::batch<T, Arch>& v) {
   } else {
     v.store_unaligned(p);
   }
+}
+
+/// Returns v unchanged, but hides its computation from the optimiser: a product passed through it cannot
+/// be fused with a later addition into an FMA (which rounds once, unlike the scalar reference).
+template <class Arch, class T>
+inline xsimd::batch<T, Arch> opaque(const xsimd::batch<T, Arch>& v) {
+  typename xsimd::batch<T, Arch>::register_type r = v;
+  __asm__("" : "+v"(r));
+  return xsimd::batch<T, Arch>(r);
 }
 
 /// Orders the non-temporal stores before whatever follows.
