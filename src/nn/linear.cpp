@@ -4,6 +4,9 @@
 #include <cmath>
 #include <random>
 
+// One thread, like every other computation unless kernels::set_num_threads asks for more: Eigen's
+// OpenMP GEMM would otherwise spin up every core for each forward.
+#define EIGEN_DONT_PARALLELIZE
 #include <Eigen/Core>
 
 #include "sparsity/eigen.hpp"
