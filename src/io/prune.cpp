@@ -258,6 +258,10 @@ PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_
     if (!may_be_input && inputs.count(k)) {
       throw Error(ErrorCode::InvalidArgument, flag + " would overwrite the model (" + printable(path) + ")");
     }
+    struct stat st {};
+    if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) {
+      throw Error(ErrorCode::InvalidArgument, flag + " names something that is not a regular file (" + printable(path) + ")");
+    }
     claimed[k] = flag;
   };
   std::vector<std::string> out_shards;

@@ -613,6 +613,7 @@ TEST(CliErrors, UsageErrors) {
   f.expect_error(2, "threads", {"prune", f.model, "--config", f.config, "--output", out, "--threads", "0"});
   f.expect_error(2, "same file", {"prune", f.model, "--config", f.config, "--output", out, "--masks", out});
   f.expect_error(2, "command line", {"inspect"});
+  f.expect_error(1, "not a regular file", {"prune", f.model, "--config", f.config, "--output", f.dir});
   // Writing masks over the model is refused (exit 1: a property of the files, not of the syntax).
   f.expect_error(1, "overwrite the model", {"prune", f.model, "--config", f.config, "--output", out, "--masks", f.model});
 }
