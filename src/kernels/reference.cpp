@@ -155,18 +155,27 @@ void tile_smallest_ref(const void* scores, int64_t rows, int64_t cols, int64_t l
 
 }  // namespace
 
+// All ones when `keep`, else zero: the apply loops select without branches (random masks would
+// mispredict every other element).
+template <class U>
+U keep_bits(bool keep) {
+  return static_cast<U>(U{0} - static_cast<U>(keep));
+}
+
 template <class U>
 void apply_bytes_reference(const void* w, const uint8_t* mask, void* out, size_t n, bool /*stream*/) {
-  for (size_t i = 0; i < n; ++i) store_u<U>(out, i, mask[i] ? load_u<U>(w, i) : U{0});
+  for (size_t i = 0; i < n; ++i) store_u<U>(out, i, load_u<U>(w, i) & keep_bits<U>(mask[i] != 0));
 }
 template <class U>
 void apply_bits_reference(const void* w, const uint8_t* bits, void* out, size_t n, bool /*stream*/) {
-  for (size_t i = 0; i < n; ++i) store_u<U>(out, i, ((bits[i / 8] >> (i % 8)) & 1u) ? load_u<U>(w, i) : U{0});
+  for (size_t i = 0; i < n; ++i) {
+    store_u<U>(out, i, load_u<U>(w, i) & keep_bits<U>((bits[i / 8] >> (i % 8)) & 1u));
+  }
 }
 template <class U>
 void apply_float_reference(const void* w, const void* mask, void* out, size_t n, bool /*stream*/) {
   for (size_t i = 0; i < n; ++i) {
-    store_u<U>(out, i, (load_u<U>(mask, i) & magnitude_bits<U>()) ? load_u<U>(w, i) : U{0});
+    store_u<U>(out, i, load_u<U>(w, i) & keep_bits<U>((load_u<U>(mask, i) & magnitude_bits<U>()) != 0));
   }
 }
 
