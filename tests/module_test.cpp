@@ -102,6 +102,16 @@ TEST(Module, SharedModulesAndTensorsAreListedOnceButSavedUnderEveryName) {
   EXPECT_EQ(keys(root->state_dict()), (std::vector<std::string>{"tied", "a.weight", "b.weight"}));
 }
 
+TEST(Module, NamedBuffersFollowTheTree) {
+  auto root = std::make_shared<Module>("Root");
+  root->register_buffer("step", Tensor::zeros({1}));
+  auto s = root->register_module("scale", std::make_shared<Scale>());
+  EXPECT_EQ(names(root->named_buffers()), (std::vector<std::string>{"step", "scale.calls"}));
+  EXPECT_EQ(names(root->named_buffers(/*recurse=*/false)), std::vector<std::string>{"step"});
+  EXPECT_TRUE(root->named_buffers()[1].second.is_same(s->buffer("calls")));
+  EXPECT_EQ(keys(root->state_dict()), (std::vector<std::string>{"step", "scale.scale", "scale.calls"}));
+}
+
 TEST(Module, StateDictHoldsTheRegisteredTensors) {
   auto lin = std::make_shared<nn::Linear>(3, 2);
   const StateDict sd = lin->state_dict();

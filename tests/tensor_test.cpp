@@ -34,6 +34,8 @@ TEST(Tensor, FactoriesAndMetadata) {
   EXPECT_EQ(like.shape(), (Shape{3, 1}));
   EXPECT_FALSE(Tensor().defined());
   EXPECT_EQ(Tensor().to_string(), "Tensor(undefined)");
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(Tensor::zeros({3}, DType::u8).data_ptr()) % 64, 0u);
+  EXPECT_TRUE(Tensor::zeros({3}).storage()->owns_memory());
 }
 
 TEST(Tensor, HandlesShareTheTensorCloneDoesNot) {
