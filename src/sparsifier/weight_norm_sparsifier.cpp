@@ -228,6 +228,8 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
   const Tensor mask_src = mask.contiguous();
   const DType mdt = mask.dtype();
   const size_t msz = size_of(mdt);
+  // Fetched here so a read-only mask fails before any work (and never inside a parallel region).
+  uint8_t* const out_base = static_cast<uint8_t*>(out_mask.mutable_data_ptr());
 
   const bool f64 = wdt == DType::f64;
   const bool custom = static_cast<bool>(options_.norm_fn_);
@@ -358,7 +360,7 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
       kernels::bytes_to_bits(l.fresh, cn, l.bits);
       if (std::memcmp(l.bits, old_bits + static_cast<size_t>(chunk) * slot, (cn + 7) / 8) == 0) return;
     }
-    kernels::bytes_to_mask(l.fresh, cn, mdt, static_cast<uint8_t*>(out_mask.mutable_data_ptr()) + off * msz);
+    kernels::bytes_to_mask(l.fresh, cn, mdt, out_base + off * msz);
   };
 
   const int threads = static_cast<int>(std::min<int64_t>(kernels::num_threads(), n_chunks));

@@ -532,5 +532,18 @@ TEST(WeightNormSparsifier, Errors) {
   expect_error([&] { WeightNormSparsifier sp(0.5, {0, 4}); }, ErrorCode::InvalidArgument, "sparse_block_shape");
 }
 
+// A read-only mask (e.g. a view of a mapped file) fails cleanly, with 2 threads on a large weight too.
+TEST(WeightNormSparsifier, ReadOnlyMaskThrows) {
+  kernels::set_num_threads(2);
+  static const std::vector<float> ones(300 * 300, 1.0f);
+  auto model = one_layer(Tensor::ones({300, 300}));
+  ConfigEntry entry(Json{{"tensor_fqn", "layer.weight"}});
+  entry.mask = Tensor::from_blob(static_cast<const void*>(ones.data()), {300, 300}, DType::f32);
+  WeightNormSparsifier sp(0.5, {1, 4});
+  sp.prepare(model, std::vector<ConfigEntry>{entry});
+  EXPECT_THROW(sp.step(), Error);
+  kernels::set_num_threads(1);
+}
+
 }  // namespace
 }  // namespace sparsity
