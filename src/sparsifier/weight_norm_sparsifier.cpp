@@ -364,13 +364,21 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
   };
 
   const int threads = static_cast<int>(std::min<int64_t>(kernels::num_threads(), n_chunks));
-  // A custom norm is user code: called from this thread only (it may throw or be thread-unsafe).
+  // A custom norm is user code: called from this thread only (it may throw or be thread-unsafe), and
+  // outside any OpenMP region, which an exception must never leave.
   const bool parallel = threads > 1 && n >= (size_t{1} << 16) && !custom;
-  (void)parallel;
+  (void)parallel;  // unused without OpenMP
+  auto for_each_chunk = [&](auto&& body) {
 #ifdef SPARSITY_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
+    if (parallel) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+      for (int64_t c = 0; c < n_chunks; ++c) body(c);
+      return;
+    }
 #endif
-  for (int64_t c = 0; c < n_chunks; ++c) pass1(c);
+    for (int64_t c = 0; c < n_chunks; ++c) body(c);
+  };
+  for_each_chunk(pass1);
 
   if (all_tiles) {
     std::memset(selected, 1, L);
@@ -384,10 +392,7 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
     }
   }
 
-#ifdef SPARSITY_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(threads) if (parallel)
-#endif
-  for (int64_t c = 0; c < n_chunks; ++c) pass2(c);
+  for_each_chunk(pass2);
 
   if (!out_mask.is_same(mask)) mask.copy_(out_mask);
   // Keep the scratch for the next step unless it is unusually large.

@@ -391,6 +391,16 @@ TEST(WeightNormSparsifier, CustomNormFunction) {
   EXPECT_EQ(k2, (std::vector<int>{1, 1, 0, 0}));
 }
 
+// An exception from a custom norm reaches the caller (also with 2 threads on a large weight).
+TEST(WeightNormSparsifier, CustomNormExceptionPropagates) {
+  kernels::set_num_threads(2);
+  auto model = one_layer(Tensor::ones({300, 300}));
+  WeightNormSparsifier sp(WeightNormOptions().norm_fn([](double) -> double { throw std::runtime_error("bad norm"); }));
+  sp.prepare(model, config_for({"layer.weight"}));
+  EXPECT_THROW(sp.step(), std::runtime_error);
+  kernels::set_num_threads(1);
+}
+
 // Masks keep their dtype and identity: f64/f16/bf16 weights get masks of their dtype in every path;
 // a user bool mask stays bool; squash keeps the weight's dtype and writes +0.0.
 TEST(WeightNormSparsifier, MasksKeepDtypeAndIdentity) {
