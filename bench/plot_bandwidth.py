@@ -51,7 +51,7 @@ def print_table(series, ms, n):
     for (fam, params), bps in rows:
         name = f"{fam}<{params}>" if params else fam
         ratio = f"{bps / base:.2f}x" if base else "-"
-        print(f"| `{name}` | {bps / 1e9:.1f} | {ms[(fam, params)][n]:.2f} | {ratio} |")
+        print(f"| `{name}` | {bps / 1e9:.1f} | {ms[(fam, params)][n]:.3g} | {ratio} |")
 
 
 def main():
