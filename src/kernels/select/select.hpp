@@ -61,25 +61,35 @@ struct Select {
     std::vector<K> keys(n);
     OrderKeys<Arch, K>::run(reinterpret_cast<const K*>(scores), n, keys.data());
     // Radix select, most significant 11-bit digit first: `rank` is the 1-based rank of the threshold
-    // among the keys that share the digits found so far.
+    // among the candidates, the keys that share the digits found so far. After each pass only the
+    // candidates are kept, so later passes are short.
     constexpr int kDigitBits = 11;
     constexpr int kBits = 8 * sizeof(K);
     std::vector<size_t> hist(size_t{1} << kDigitBits);
-    K prefix = 0, prefix_mask = 0;
+    std::vector<K> candidates;
+    const K* cand = keys.data();
+    size_t count = n;
+    K prefix = 0;
     size_t rank = k;
     for (int shift = kBits - kDigitBits; shift > -kDigitBits; shift -= kDigitBits) {
       const int s = std::max(shift, 0);
       const int width = shift >= 0 ? kDigitBits : kDigitBits + shift;
       const K digit_mask = static_cast<K>((K{1} << width) - 1);
       std::fill(hist.begin(), hist.end(), size_t{0});
-      for (size_t i = 0; i < n; ++i) {
-        const K key = keys[i];
-        if ((key & prefix_mask) == prefix) ++hist[static_cast<size_t>((key >> s) & digit_mask)];
-      }
+      for (size_t i = 0; i < count; ++i) ++hist[static_cast<size_t>((cand[i] >> s) & digit_mask)];
       size_t d = 0;
       for (; hist[d] < rank; ++d) rank -= hist[d];
       prefix = static_cast<K>(prefix | (static_cast<K>(d) << s));
-      prefix_mask = static_cast<K>(prefix_mask | (digit_mask << s));
+      if (s == 0) break;
+      // Keep the candidates whose digit is d (in place once the first copy exists).
+      std::vector<K> next;
+      next.reserve(hist[d]);
+      for (size_t i = 0; i < count; ++i) {
+        if (static_cast<size_t>((cand[i] >> s) & digit_mask) == d) next.push_back(cand[i]);
+      }
+      candidates.swap(next);
+      cand = candidates.data();
+      count = candidates.size();
     }
     const K threshold = prefix;
     for (size_t i = 0; i < n; ++i) selected[i] = keys[i] < threshold;
