@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdlib>
+#include <string>
 #include <random>
 #include <vector>
 
@@ -28,6 +29,29 @@ TEST(Dispatch, ScalarFirstAndDefaultIsBest) {
   reset_isa();
   if (std::getenv("SPARSITY_ISA") == nullptr) EXPECT_EQ(active_isa(), isas.back());
   EXPECT_EQ(active_table().isa, active_isa());
+}
+
+// Also run by ctest with SPARSITY_ISA=scalar, =sse2 and =bogus (tests/kernels_env.cmake).
+TEST(Dispatch, ActiveIsaFollowsEnvironment) {
+  reset_isa();
+  const char* env = std::getenv("SPARSITY_ISA");
+  if (env == nullptr || *env == '\0') {
+    EXPECT_EQ(active_isa(), available_isas().back());
+    return;
+  }
+  const std::string name(env);
+  if (name == "scalar" || name == "sse2" || name == "avx2" || name == "avx512") {
+    const Isa wanted = isa_from_string(name);
+    if (isa_available(wanted)) {
+      EXPECT_EQ(active_isa(), wanted);
+      ScopedIsaOverride force(Isa::scalar);  // set_isa still wins over the environment
+      EXPECT_EQ(active_isa(), Isa::scalar);
+    } else {
+      EXPECT_SPARSITY_ERROR(active_isa(), FailedPrecondition, name);
+    }
+  } else {
+    EXPECT_SPARSITY_ERROR(active_isa(), InvalidArgument, "SPARSITY_ISA", name);
+  }
 }
 
 TEST(Dispatch, EveryTableIsComplete) {
