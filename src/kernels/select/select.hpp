@@ -1,11 +1,9 @@
-// k-smallest selection in O(n): SIMD order-preserving keys, radix select of the threshold key, then the
-// keys below it and the first ties in index order.
+// k-smallest selection in O(n): SIMD order-preserving keys (this header), then the radix select of
+// select.cpp: the threshold key, the keys below it and the first ties in index order.
 #pragma once
 
-#include <algorithm>
 #include <cstddef>
 #include <cstdint>
-#include <vector>
 
 #include "kernels/dispatch.hpp"
 #include "kernels/simd_util.hpp"
@@ -44,69 +42,31 @@ struct OrderKeys {
   }
 };
 
-/// Selection kernels of one ISA.
+/// Selection driver, compiled with the baseline flags (select.cpp): it owns the key buffer and the radix
+/// select, and calls the ISA's key kernel. Keeping std::vector and the scalar passes out of the ISA files
+/// means no shared template instance can carry AVX code into the SSE2 path.
+void select_with_keys_u32(const uint32_t* bits, size_t n, size_t k, uint8_t* selected,
+                          void (*make_keys)(const uint32_t*, size_t, uint32_t*));
+void select_with_keys_u64(const uint64_t* bits, size_t n, size_t k, uint8_t* selected,
+                          void (*make_keys)(const uint64_t*, size_t, uint64_t*));
+
+/// Selection kernels of one ISA: SIMD keys, shared radix select.
 template <class Arch>
 struct Select {
   static void fill(KernelTable& table);
 
-  template <class T>
-  static void run(const T* scores, size_t n, size_t k, uint8_t* selected) {
-    using K = std::conditional_t<sizeof(T) == 4, uint32_t, uint64_t>;
-    if (k >= n) {
-      std::fill(selected, selected + n, uint8_t{1});
-      return;
-    }
-    std::fill(selected, selected + n, uint8_t{0});
-    if (k == 0) return;
-    std::vector<K> keys(n);
-    OrderKeys<Arch, K>::run(reinterpret_cast<const K*>(scores), n, keys.data());
-    // Radix select, most significant 11-bit digit first: `rank` is the 1-based rank of the threshold
-    // among the candidates, the keys that share the digits found so far. After each pass only the
-    // candidates are kept, so later passes are short.
-    constexpr int kDigitBits = 11;
-    constexpr int kBits = 8 * sizeof(K);
-    std::vector<size_t> hist(size_t{1} << kDigitBits);
-    std::vector<K> candidates;
-    const K* cand = keys.data();
-    size_t count = n;
-    K prefix = 0;
-    size_t rank = k;
-    for (int shift = kBits - kDigitBits; shift > -kDigitBits; shift -= kDigitBits) {
-      const int s = std::max(shift, 0);
-      const int width = shift >= 0 ? kDigitBits : kDigitBits + shift;
-      const K digit_mask = static_cast<K>((K{1} << width) - 1);
-      std::fill(hist.begin(), hist.end(), size_t{0});
-      for (size_t i = 0; i < count; ++i) ++hist[static_cast<size_t>((cand[i] >> s) & digit_mask)];
-      size_t d = 0;
-      for (; hist[d] < rank; ++d) rank -= hist[d];
-      prefix = static_cast<K>(prefix | (static_cast<K>(d) << s));
-      if (s == 0) break;
-      // Keep the candidates whose digit is d (in place once the first copy exists).
-      std::vector<K> next;
-      next.reserve(hist[d]);
-      for (size_t i = 0; i < count; ++i) {
-        if (static_cast<size_t>((cand[i] >> s) & digit_mask) == d) next.push_back(cand[i]);
-      }
-      candidates.swap(next);
-      cand = candidates.data();
-      count = candidates.size();
-    }
-    const K threshold = prefix;
-    for (size_t i = 0; i < n; ++i) selected[i] = keys[i] < threshold;
-    // `rank` keys equal to the threshold complete the k: the lowest indices first.
-    for (size_t i = 0; i < n && rank > 0; ++i) {
-      if (keys[i] == threshold) {
-        selected[i] = 1;
-        --rank;
-      }
-    }
+  static void run_f32(const float* scores, size_t n, size_t k, uint8_t* selected) {
+    select_with_keys_u32(reinterpret_cast<const uint32_t*>(scores), n, k, selected, &OrderKeys<Arch, uint32_t>::run);
+  }
+  static void run_f64(const double* scores, size_t n, size_t k, uint8_t* selected) {
+    select_with_keys_u64(reinterpret_cast<const uint64_t*>(scores), n, k, selected, &OrderKeys<Arch, uint64_t>::run);
   }
 };
 
 template <class Arch>
 void Select<Arch>::fill(KernelTable& t) {
-  t.select_f32 = &Select::run<float>;
-  t.select_f64 = &Select::run<double>;
+  t.select_f32 = &Select::run_f32;
+  t.select_f64 = &Select::run_f64;
 }
 
 extern template struct Select<xsimd::sse2>;
