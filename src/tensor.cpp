@@ -8,6 +8,10 @@
 #include <ostream>
 #include <sstream>
 
+#ifdef __linux__
+#include <sys/mman.h>
+#endif
+
 namespace sparsity {
 
 std::string shape_to_string(const Shape& shape) {
@@ -35,6 +39,21 @@ int64_t shape_numel(const Shape& shape) {
 std::shared_ptr<Storage> Storage::allocate(size_t nbytes) {
   std::shared_ptr<Storage> s(new Storage());
   const size_t rounded = (nbytes + 63) / 64 * 64;
+#ifdef __linux__
+  // Large buffers come straight from mmap: already zero (no memset pass), and advised to use
+  // transparent huge pages, so first touch costs one fault per 2 MiB instead of per 4 KiB.
+  constexpr size_t kMapBytes = size_t{4} << 20;
+  if (rounded >= kMapBytes) {
+    void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    SPARSITY_CHECK(p != MAP_FAILED, OutOfRange, "cannot allocate ", nbytes, " bytes");
+    (void)madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure leaves ordinary pages
+    s->data_ = p;
+    s->owner_ = std::shared_ptr<void>(p, [rounded](void* q) { munmap(q, rounded); });
+    s->nbytes_ = nbytes;
+    s->owned_ = true;
+    return s;
+  }
+#endif
   if (rounded > 0) {
     s->data_ = std::aligned_alloc(64, rounded);
     SPARSITY_CHECK(s->data_ != nullptr, OutOfRange, "cannot allocate ", nbytes, " bytes");
@@ -58,7 +77,7 @@ std::shared_ptr<Storage> Storage::wrap(void* data, size_t nbytes, std::shared_pt
 }
 
 Storage::~Storage() {
-  if (owned_) std::free(data_);
+  if (owned_ && !owner_) std::free(data_);  // a mapped buffer is unmapped by its owner_
 }
 
 // ---- Tensor -------------------------------------------------------------------------------------
