@@ -88,14 +88,25 @@ void select_with_keys(const K* bits, size_t n, size_t k, uint8_t* selected,
   const K threshold = prefix;
   // `rank` keys equal to the threshold complete the k: the lowest indices first (without branches on
   // the keys, whose ties come in no predictable pattern); after the last tie, only keys below it.
+  // Whole blocks whose ties all fit are taken with a plain `<=` (a loop the compiler vectorises).
+  constexpr size_t kBlock = 4096;
   size_t i = 0;
+  while (i < n && rank > 0) {
+    const size_t end = std::min(n, i + kBlock);
+    size_t ties = 0;
+    for (size_t j = i; j < end; ++j) ties += static_cast<size_t>(keys[j] == threshold);
+    if (ties > rank) break;
+    for (size_t j = i; j < end; ++j) selected[j] = static_cast<uint8_t>(keys[j] <= threshold);
+    rank -= ties;
+    i = end;
+  }
   for (; i < n && rank > 0; ++i) {
     const K v = keys[i];
     const bool tie = v == threshold;
     selected[i] = static_cast<uint8_t>((v < threshold) | tie);
     rank -= static_cast<size_t>(tie);
   }
-  for (; i < n; ++i) selected[i] = keys[i] < threshold;
+  for (; i < n; ++i) selected[i] = static_cast<uint8_t>(keys[i] < threshold);
 }
 
 }  // namespace
