@@ -257,8 +257,9 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
   uint8_t* old_bits = big;
   uint8_t* pruned_bits = nm ? big + slot * n_slots : nullptr;
   uint8_t* selected = big + slot * n_slots * (nm ? 2 : 1);
-  // Tile scores: f64 for f64 weights, else f32 (stored in the double buffer's bytes).
-  double* score_store = scratch(whole.scores, whole.scores_cap, all_tiles ? 1 : L);
+  // Tile scores: f64 for f64 weights, else f32 (stored in the double buffer's bytes, two per double,
+  // so 16M f32 scores stay within the kept scratch instead of being reallocated every step).
+  double* score_store = scratch(whole.scores, whole.scores_cap, all_tiles ? 1 : (f64 ? L : (L + 1) / 2));
   float* scores32 = reinterpret_cast<float*>(score_store);
   double* scores64 = score_store;
 
