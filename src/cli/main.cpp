@@ -177,11 +177,18 @@ int run_prune(const PruneArgs& a) {
   o.threads = a.threads;
   o.durable = !a.no_sync;
   Progress progress(!a.quiet);
+  // The bar is cleared however the run ends, so an error line starts on a clean line.
+  struct Unset {
+    Progress& p;
+    ~Unset() {
+      p.clear();
+      g_progress = nullptr;
+    }
+  } unset{progress};
   g_progress = &progress;
   o.progress = [&](uint64_t done, uint64_t total) { progress.update(done, total); };
   const auto report = sparsity::io::prune_checkpoint(o, a.config);
   progress.clear();
-  g_progress = nullptr;
   if (!a.quiet) {
     print_layers(report, /*per_step=*/false);
     std::cout << "pruned " << report.layers.size() << " tensors in " << o.config.steps << " step(s) ("

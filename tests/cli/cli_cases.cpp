@@ -449,7 +449,8 @@ TEST(Cli, DemoWritesAPrunedModel) {
   EXPECT_NE(r.out.find("0.750"), std::string::npos);
   CliRun j = run({"inspect", dir + "/pruned.safetensors", "--json"});
   ASSERT_EQ(j.status, 0);
-  for (const auto& t : Json::parse(j.out)["tensors"]) {
+  const Json doc = Json::parse(j.out);
+  for (const auto& t : doc["tensors"]) {
     const std::string name = t["name"];
     if (t["shape"].size() == 2) {
       EXPECT_DOUBLE_EQ(t["sparsity"].get<double>(), 0.75) << name;
