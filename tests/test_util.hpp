@@ -59,6 +59,9 @@ class SimpleLinear : public Cloneable<SimpleLinear> {
   std::shared_ptr<nn::Linear> linear2;
 };
 
+/// A fresh SimpleLinear with the default seeds.
+inline std::shared_ptr<SimpleLinear> simple_linear() { return std::make_shared<SimpleLinear>(); }
+
 /// torch's ImplementedSparsifier: update_mask zeroes row 0 of the tensor's first mask and counts the
 /// calls in state["linear1.weight"]["step_count"], whatever the group.
 class ImplementedSparsifier : public SparsifierCloneable<ImplementedSparsifier> {

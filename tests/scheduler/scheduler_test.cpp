@@ -13,24 +13,15 @@
 #include "sparsity/sparsifier/nearly_diagonal_sparsifier.hpp"
 #include "sparsity/sparsifier/weight_norm_sparsifier.hpp"
 
+#include "test_util.hpp"
+
 namespace sparsity {
 namespace {
 
 using nn::Linear;
 using nn::LinearOptions;
 using nn::Sequential;
-
-ModulePtr simple_linear() {
-  auto model = std::make_shared<Module>("SimpleLinear");
-  auto seq = std::make_shared<Sequential>();
-  seq->push_back(std::make_shared<Linear>(LinearOptions(7, 5).bias(false).seed(1)));
-  seq->push_back(std::make_shared<Linear>(LinearOptions(5, 6).bias(false).seed(2)));
-  seq->push_back(std::make_shared<Linear>(LinearOptions(6, 4).bias(false).seed(3)));
-  model->register_module("seq", seq);
-  model->register_module("linear1", std::make_shared<Linear>(LinearOptions(4, 4).bias(false).seed(4)));
-  model->register_module("linear2", std::make_shared<Linear>(LinearOptions(4, 10).bias(false).seed(5)));
-  return model;
-}
+using testing::simple_linear;
 
 // torch's ImplementedScheduler: after epoch 0 every level is halved.
 class ImplementedScheduler : public BaseScheduler {
@@ -158,11 +149,11 @@ TEST(Scheduler, Repr) {
 
 TEST(Scheduler, VerbosePrintsEveryGroupLevel) {
   Fixture f;
-  testing::internal::CaptureStdout();
+  ::testing::internal::CaptureStdout();
   LambdaSL s(f.sparsifier, [](int epoch) { return 1.0 + epoch; }, -1, /*verbose=*/true);
   f.sparsifier.step();
   s.step();
-  EXPECT_EQ(testing::internal::GetCapturedStdout(),
+  EXPECT_EQ(::testing::internal::GetCapturedStdout(),
             "Adjusting sparsity level of group 0 to 5.0000e-01.\n"
             "Adjusting sparsity level of group 0 to 1.0000e+00.\n");
 }

@@ -13,8 +13,8 @@ namespace {
 using testing::ImplementedSparsifier;
 using testing::MockSparseLinear;
 using testing::SimpleLinear;
+using testing::simple_linear;
 
-std::shared_ptr<SimpleLinear> simple_linear() { return std::make_shared<SimpleLinear>(); }
 
 Tensor first_mask(const ModulePtr& m) { return parametrizations_of(*m, "weight").at(0)->buffer("mask"); }
 

@@ -20,26 +20,15 @@
 #include "sparsity/scheduler/base_scheduler.hpp"
 #include "sparsity/sparsifier/fake_sparsity.hpp"
 
+#include "test_util.hpp"
+
 namespace sparsity {
 namespace {
 
 using nn::Linear;
 using nn::LinearOptions;
 using nn::Sequential;
-
-// torch's SimpleLinear: seq[Linear(7,5), Linear(5,6), Linear(6,4)], linear1 Linear(4,4),
-// linear2 Linear(4,10), all without bias.
-ModulePtr simple_linear() {
-  auto model = std::make_shared<Module>("SimpleLinear");
-  auto seq = std::make_shared<Sequential>();
-  seq->push_back(std::make_shared<Linear>(LinearOptions(7, 5).bias(false).seed(1)));
-  seq->push_back(std::make_shared<Linear>(LinearOptions(5, 6).bias(false).seed(2)));
-  seq->push_back(std::make_shared<Linear>(LinearOptions(6, 4).bias(false).seed(3)));
-  model->register_module("seq", seq);
-  model->register_module("linear1", std::make_shared<Linear>(LinearOptions(4, 4).bias(false).seed(4)));
-  model->register_module("linear2", std::make_shared<Linear>(LinearOptions(4, 10).bias(false).seed(5)));
-  return model;
-}
+using testing::simple_linear;
 
 std::vector<ConfigEntry> config_for(std::initializer_list<const char*> fqns) {
   std::vector<ConfigEntry> out;
