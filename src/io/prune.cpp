@@ -193,6 +193,10 @@ class StreamingFakeSparsity : public FakeSparsity {
   bool checked_ = false;
 };
 
+std::vector<SafetensorsWriter*> out_writers_first(const std::vector<SafetensorsWriter*>& all, size_t n) {
+  return std::vector<SafetensorsWriter*>(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n));
+}
+
 struct TargetResult {
   PackedMask bits;
   Json group;
@@ -535,10 +539,28 @@ PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_
   }
   std::unique_ptr<PendingTextFile> index_file;
   if (model.sharded() && !opt.output.empty()) index_file = std::make_unique<PendingTextFile>(opt.output, model.index_text(), opt.durable);
-  for (auto& w : out_writers) w->publish();
+  // Every output gets its hidden name first; then the renames follow back to back (the only window in
+  // which a killed run could leave some outputs but not all), and the directories are synced last.
+  std::vector<SafetensorsWriter*> all;
+  for (auto& w : out_writers) all.push_back(w.get());
+  if (mask_writer) all.push_back(mask_writer.get());
+  if (state_writer) all.push_back(state_writer.get());
+  for (auto* w : all) w->stage();
+  for (auto* w : out_writers_first(all, out_writers.size())) w->publish(/*sync_dir=*/false);
   if (index_file) index_file->publish();
-  if (mask_writer) mask_writer->publish();
-  if (state_writer) state_writer->publish();
+  for (size_t i = out_writers.size(); i < all.size(); ++i) all[i]->publish(/*sync_dir=*/false);
+  if (opt.durable) {
+    std::set<std::string> dirs;
+    for (auto* w : all) dirs.insert(parent_dir(w->path()));
+    if (index_file) dirs.insert(parent_dir(opt.output));
+    for (const auto& d : dirs) {
+      const int dfd = ::open(d.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+      if (dfd >= 0) {
+        ::fsync(dfd);
+        ::close(dfd);
+      }
+    }
+  }
 
   for (auto& r : results) report.layers.push_back(std::move(r.report));
   return report;

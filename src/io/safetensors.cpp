@@ -516,7 +516,7 @@ void SafetensorsWriter::finish() {
   finished_ = true;
 }
 
-void SafetensorsWriter::publish() {
+void SafetensorsWriter::stage() {
   SPARSITY_CHECK(finished_ && fd_ >= 0 && !published_, FailedPrecondition, "publish() needs a finished writer (",
                  printable(path_), ")");
   if (temp_path_.empty()) {
@@ -532,12 +532,16 @@ void SafetensorsWriter::publish() {
       if (errno != EEXIST || attempt > 100) fail(ErrorCode::Io, "cannot link the output: " + sys_error(), path_, "");
     }
   }
+}
+
+void SafetensorsWriter::publish(bool sync_dir) {
+  stage();
   if (::rename(temp_path_.c_str(), path_.c_str()) != 0) {
     fail(ErrorCode::Io, "cannot rename into place: " + sys_error(), path_, "");
   }
   temp_path_.clear();
   published_ = true;
-  const int dfd = durable_ ? ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+  const int dfd = durable_ && sync_dir ? ::open(dir_.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
   if (dfd >= 0) {
     ::fsync(dfd);
     ::close(dfd);

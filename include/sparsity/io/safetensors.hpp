@@ -141,9 +141,12 @@ class SafetensorsWriter {
   void set_durable(bool on) noexcept { durable_ = on; }
   /// Starts writing back the data written so far (non-blocking), so that finish() waits less.
   void start_writeback() noexcept;
-  /// Makes the finished file appear at `path` atomically (rename over any previous file) and syncs
-  /// the directory.
-  void publish();
+  /// Gives the finished file its hidden temporary name (for unnamed files); publish() calls it. Calling it
+  /// first for several writers keeps the window between their renames as short as possible.
+  void stage();
+  /// Makes the finished file appear at `path` atomically (rename over any previous file) and, with
+  /// `sync_dir` (and durability on), syncs the directory.
+  void publish(bool sync_dir = true);
   /// finish() + publish().
   void commit() {
     finish();
