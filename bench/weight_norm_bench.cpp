@@ -85,7 +85,6 @@ void BM_WeightNormUpdateMask2Threads(benchmark::State& state) {
 }
 
 void shapes(benchmark::internal::Benchmark* b) {
-  b->ArgNames({"rows", "cols", "br", "bc", "zpb"});
   b->Args({4096, 4096, 1, 4, 4});
   b->Args({4096, 4096, 1, 4, 2});
   b->Args({4096, 4096, 1, 1, 1});
@@ -100,6 +99,6 @@ void shapes(benchmark::internal::Benchmark* b) {
 
 BENCHMARK(BM_WeightNormUpdateMask)->Apply(shapes);
 BENCHMARK(BM_WeightNormFirstStep)->Args({4096, 4096, 1, 4, 4})->Args({4096, 4096, 1, 4, 2})
-    ->ArgNames({"rows", "cols", "br", "bc", "zpb"})->Unit(benchmark::kMillisecond);
+    ->Unit(benchmark::kMillisecond);
 BENCHMARK(BM_WeightNormUpdateMask2Threads)->Args({4096, 4096, 1, 4, 4})->Args({4096, 4096, 1, 4, 2})
-    ->ArgNames({"rows", "cols", "br", "bc", "zpb"})->Unit(benchmark::kMillisecond);
+    ->Unit(benchmark::kMillisecond);
