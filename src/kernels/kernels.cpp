@@ -89,6 +89,13 @@ void run_apply(Fn fn, DType dtype, const void* w, M mask_at, void* out, size_t n
   });
 }
 
+// The SIMD block-score and tile kernels gather with typed element loads, which need naturally aligned
+// elements; a buffer that is not (e.g. a tensor at an odd offset of a safetensors file) takes the scalar
+// table, whose loads go through memcpy. Results are identical either way.
+const KernelTable& table_for_elements(const void* p, size_t element_size) {
+  return reinterpret_cast<uintptr_t>(p) % element_size == 0 ? active_table() : table_for(Isa::scalar);
+}
+
 }  // namespace
 
 void apply_mask_bytes(DType dtype, const void* w, const uint8_t* mask, void* out, size_t n) {
@@ -127,7 +134,7 @@ void block_scores(DType dtype, const void* w, int64_t rows, int64_t cols, int64_
   if (trows == 0 || cols == 0) return;
   check_ptr(w, static_cast<size_t>(rows * cols), "block_scores", "w");
   check_ptr(scores, 1, "block_scores", "scores");
-  const BlockScoresFn fn = active_table().block_scores[float_index(dtype)];
+  const BlockScoresFn fn = table_for_elements(w, size_of(dtype)).block_scores[float_index(dtype)];
   parallel_for(trows, br * cols, 1,
                [&](int64_t b, int64_t e) { fn(w, rows, cols, ld, br, bc, norm, scores, b, e); });
 }
@@ -153,7 +160,7 @@ void tile_smallest(const void* scores, bool f64, int64_t rows, int64_t cols, int
   if (trows == 0 || cols == 0) return;
   check_ptr(scores, static_cast<size_t>(rows * cols), "tile_smallest", "scores");
   check_ptr(pruned, static_cast<size_t>(rows * cols), "tile_smallest", "pruned");
-  const TileSmallestFn fn = active_table().tile_smallest[f64 ? 1 : 0];
+  const TileSmallestFn fn = table_for_elements(scores, f64 ? 8 : 4).tile_smallest[f64 ? 1 : 0];
   parallel_for(trows, br * cols, 1,
                [&](int64_t b, int64_t e) { fn(scores, rows, cols, ld, br, bc, zeros, pruned, b, e); });
 }
