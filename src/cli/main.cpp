@@ -70,31 +70,6 @@ class Progress {
 
 Progress* g_progress = nullptr;
 
-std::string read_text_file(const std::string& path, size_t limit) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) {
-    throw sparsity::Error(sparsity::ErrorCode::NotFound,
-                          std::string("cannot open: ") + std::strerror(errno) + " (" + printable(path) + ")");
-  }
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode) || static_cast<uint64_t>(st.st_size) > limit) {
-    ::close(fd);
-    throw sparsity::Error(sparsity::ErrorCode::InvalidArgument,
-                          "not a regular file of at most " + std::to_string(limit >> 20) + " MB (" + printable(path) + ")");
-  }
-  std::string text(static_cast<size_t>(st.st_size), '\0');
-  size_t got = 0;
-  while (got < text.size()) {
-    const ssize_t r = ::read(fd, &text[got], text.size() - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += static_cast<size_t>(r);
-  }
-  ::close(fd);
-  text.resize(got);
-  return text;
-}
-
 std::string shape_str(const sparsity::Shape& s) {
   std::string out;
   for (size_t i = 0; i < s.size(); ++i) out += (i ? "x" : "") + std::to_string(s[i]);
@@ -168,7 +143,7 @@ int run_prune(const PruneArgs& a) {
   }
   sparsity::io::PruneOptions o;
   o.model = a.model;
-  const std::string config_text = read_text_file(a.config, 16u << 20);
+  const std::string config_text = sparsity::io::detail::read_small_file(a.config, 16u << 20);
   o.config = sparsity::parse_prune_config(std::string_view(config_text), a.config);
   o.output = a.output;
   o.masks = a.masks;

@@ -16,10 +16,16 @@ namespace {
 
 using detail::printable;
 using detail::quote;
+using detail::read_small_file;
 
 [[noreturn]] void bad(ErrorCode code, const std::string& what, const std::string& path, const std::string& where) {
   throw Error(code, what + " (" + printable(path) + (where.empty() ? "" : ", " + where) + ")");
 }
+
+
+}  // namespace
+
+namespace detail {
 
 std::string read_small_file(const std::string& path, size_t limit) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
@@ -46,7 +52,7 @@ std::string read_small_file(const std::string& path, size_t limit) {
   return text;
 }
 
-}  // namespace
+}  // namespace detail
 
 bool is_index_path(const std::string& path) {
   return path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;

@@ -35,4 +35,8 @@ inline std::string printable(std::string_view text) {
   return q.substr(1, q.size() - 2);
 }
 
+/// Whole contents of a regular file of at most `limit` bytes (an index or CONFIG.json); throws
+/// sparsity::Error naming the path when it is missing, not a regular file, or larger.
+std::string read_small_file(const std::string& path, size_t limit);
+
 }  // namespace sparsity::io::detail
