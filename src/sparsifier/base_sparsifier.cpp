@@ -332,7 +332,7 @@ std::vector<std::string> BaseSparsifier::load_state_dict(const SparsifierStateDi
     }
     Tensor mask = fake->mask();
     // The buffer keeps its identity (state, FakeSparsity and outside references stay aliased) and
-    // takes a copy of the given mask: `sd` is never mutated nor aliased (spec §0.7).
+    // takes a copy of the given mask: `sd` is never mutated nor aliased.
     if (l.state->mask.defined()) mask.set_(l.state->mask.clone());
     state.emplace_back(l.fqn, TensorState{mask, l.state->values});
   }

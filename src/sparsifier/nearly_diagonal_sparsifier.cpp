@@ -22,7 +22,7 @@ void NearlyDiagonalSparsifier::update_mask(Module& module, const std::string& te
   const int64_t nearliness = it->get<int64_t>();
   Tensor mask = mask_of(module, tensor_name);
 
-  // Validate everything before the mask changes (spec §0.9; torch zeroes it first).
+  // Validate everything before the mask changes (torch zeroes it first).
   if (nearliness > 0) {
     SPARSITY_CHECK(mask.dim() == 2, InvalidArgument, "NearlyDiagonalSparsifier: '", fqn,
                    "' must be 2-D, got shape ", shape_to_string(mask.shape()));

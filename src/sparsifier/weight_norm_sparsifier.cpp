@@ -36,7 +36,7 @@ Json defaults_of(const WeightNormOptions& o) {
   return d;
 }
 
-// Group keys over the options (spec §0.3: an unset zeros_per_block is the effective block size).
+// Group keys over the options (an unset zeros_per_block is the effective block size).
 Settings settings_of(const Json& config, const WeightNormOptions& o, const std::string& fqn) {
   Settings s{};
   s.sparsity_level = o.sparsity_level_;

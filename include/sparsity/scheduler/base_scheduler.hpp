@@ -74,7 +74,7 @@ class LambdaSL : public BaseScheduler {
   std::vector<Lambda> lambdas_;
 };
 
-/// Zhu & Gupta cubic ramp (spec §3.3): s = s_f + (s_0 - s_f) (1 - (t - t0) / (dt n))^3 clamped to
+/// Zhu & Gupta cubic ramp: s = s_f + (s_0 - s_f) (1 - (t - t0) / (dt n))^3 clamped to
 /// [s_0, s_f], with s = 0 before t0 when initially_zero. Scalars apply to every group; vectors give one
 /// value per group.
 class CubicSL : public BaseScheduler {

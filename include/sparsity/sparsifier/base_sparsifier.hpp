@@ -49,7 +49,7 @@ struct TensorState {
   Json values = Json::object();
 };
 
-/// A snapshot of a sparsifier (spec §0.7): masks are copies; groups omit module, module_fqn, tensor_name.
+/// A snapshot of a sparsifier: masks are copies; groups omit module, module_fqn, tensor_name.
 struct SparsifierStateDict {
   NamedList<TensorState> state;
   std::vector<Json> groups;
@@ -67,11 +67,11 @@ class BaseSparsifier {
   explicit BaseSparsifier(Json defaults = Json::object());
   virtual ~BaseSparsifier();
 
-  /// Deep copy (§0.8): model, masks and settings copied; the copy can step on its own model.
+  /// Deep copy: model, masks and settings copied; the copy can step on its own model.
   std::unique_ptr<BaseSparsifier> clone() const;
 
   // ---- lifecycle ----------------------------------------------------------------------------
-  /// config nullopt -> make_config_from_model(model). FailedPrecondition when already prepared (§0.6);
+  /// config nullopt -> make_config_from_model(model). FailedPrecondition when already prepared;
   /// NotFound naming the fqn for a tensor the model lacks; InvalidArgument for an entry without
   /// tensor_fqn or with keys that disagree with it.
   void prepare(const ModulePtr& model, const std::optional<std::vector<ConfigEntry>>& config);
@@ -86,7 +86,7 @@ class BaseSparsifier {
   ModulePtr convert(const ModulePtr& module, const ModuleMapping& mapping, bool inplace = false,
                     const std::string& parametrization_type = "FakeSparsity");
 
-  /// Snapshot of state and groups (§0.7).
+  /// Snapshot of state and groups.
   SparsifierStateDict state_dict() const;
   /// Restore masks and groups into the prepared model. strict: an entry whose tensor the model lacks
   /// throws NotFound naming it; non-strict skips it and returns the skipped fqns. Never mutates `sd`.
@@ -114,7 +114,7 @@ class BaseSparsifier {
   /// How many times step() ran (schedulers use it to warn about call order).
   int step_count() const noexcept { return step_count_; }
   /// Masks of the FakeSparsity parametrizations this sparsifier registers are included in the
-  /// model's state_dict (spec §0.10). Default false (torch's behaviour). Applies to the masks already
+  /// model's state_dict. Default false (torch's behaviour). Applies to the masks already
   /// registered too.
   void set_masks_in_model_state_dict(bool on);
   bool masks_in_model_state_dict() const noexcept { return masks_in_state_dict_; }

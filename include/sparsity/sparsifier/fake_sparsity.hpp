@@ -11,7 +11,7 @@ namespace sparsity {
 /// non-zero, +0.0 elsewhere, in x's dtype. The mask may be bool/u8 or x's float dtype.
 ///
 /// Like torch, its state_dict is empty, so a prepared model's checkpoint holds
-/// `parametrizations.weight.original` but no mask, unless include_in_state_dict(true) (spec §0.10).
+/// `parametrizations.weight.original` but no mask, unless include_in_state_dict(true).
 class FakeSparsity : public Cloneable<FakeSparsity, Parametrization> {
  public:
   explicit FakeSparsity(Tensor mask);

@@ -7,7 +7,7 @@ namespace sparsity {
 
 /// Mask of a 2-D weight = 1 where |row - col| <= nearliness / 2, else 0; nearliness <= 0 prunes
 /// everything. Even nearliness, or nearliness / 2 >= min(rows, cols), throws InvalidArgument before
-/// the mask is touched (spec §0.9). Group key read by update_mask: nearliness.
+/// the mask is touched. Group key read by update_mask: nearliness.
 class NearlyDiagonalSparsifier : public SparsifierCloneable<NearlyDiagonalSparsifier> {
  public:
   explicit NearlyDiagonalSparsifier(int64_t nearliness = 1);

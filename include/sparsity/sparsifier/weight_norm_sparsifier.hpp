@@ -15,7 +15,7 @@ namespace sparsity {
 struct WeightNormOptions {
   double sparsity_level_ = 0.5;
   std::pair<int64_t, int64_t> sparse_block_shape_{1, 4};
-  std::optional<int64_t> zeros_per_block_;  ///< unset: product of the group's effective block shape (§0.3)
+  std::optional<int64_t> zeros_per_block_;  ///< unset: product of the group's effective block shape
   kernels::Norm norm_ = kernels::Norm::L2;
   /// Custom element-wise score; when set it replaces `norm` (torch's callable norm).
   std::function<double(double)> norm_fn_;
@@ -30,7 +30,7 @@ struct WeightNormOptions {
 /// Zeroes the k = round-half-even(sparsity_level * L) (clamped to [0, L-1]) blocks of lowest mean
 /// norm among the L blocks of shape sparse_block_shape, scored on the current (masked) weights; with
 /// zeros_per_block < block size only that many smallest elements inside each selected block
-/// (sparsity_level 1.0, (1,4), 2 = 2:4). Works for every 2-D shape and dtype (spec §3.1, §0.1-0.5).
+/// (sparsity_level 1.0, (1,4), 2 = 2:4). Works for every 2-D shape and dtype.
 /// Group keys read by update_mask: sparsity_level, sparse_block_shape, zeros_per_block.
 class WeightNormSparsifier : public SparsifierCloneable<WeightNormSparsifier> {
  public:
