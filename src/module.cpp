@@ -66,37 +66,28 @@ std::string Module::type_name() const {
 // ---- registration ---------------------------------------------------------------------------------
 
 Tensor Module::register_parameter(const std::string& name, Tensor value) {
-  validate_name(name, "parameter");
-  SPARSITY_CHECK(value.defined(), InvalidArgument, "parameter '", name, "' of ", type_name_, " is undefined");
-  SPARSITY_CHECK(!has_child(name), InvalidArgument, "cannot register parameter '", name, "' of ", type_name_,
-                 ": a child module has that name");
-  SPARSITY_CHECK(!parametrization_list(*this, name), InvalidArgument, "cannot register parameter '", name,
-                 "' of ", type_name_, ": that tensor is parametrized");
-  auto it = find_named(tensors_, name);
-  if (it != tensors_.end()) {
-    SPARSITY_CHECK(it->second.is_parameter, InvalidArgument, "cannot register parameter '", name, "' of ",
-                   type_name_, ": a buffer has that name");
-    it->second.value = value;
-  } else {
-    tensors_.emplace_back(name, TensorSlot{value, true, true});
-  }
-  return value;
+  return register_tensor(name, std::move(value), /*is_parameter=*/true);
 }
 
 Tensor Module::register_buffer(const std::string& name, Tensor value) {
-  validate_name(name, "buffer");
-  SPARSITY_CHECK(value.defined(), InvalidArgument, "buffer '", name, "' of ", type_name_, " is undefined");
-  SPARSITY_CHECK(!has_child(name), InvalidArgument, "cannot register buffer '", name, "' of ", type_name_,
+  return register_tensor(name, std::move(value), /*is_parameter=*/false);
+}
+
+Tensor Module::register_tensor(const std::string& name, Tensor value, bool is_parameter) {
+  const char* what = is_parameter ? "parameter" : "buffer";
+  validate_name(name, what);
+  SPARSITY_CHECK(value.defined(), InvalidArgument, what, " '", name, "' of ", type_name_, " is undefined");
+  SPARSITY_CHECK(!has_child(name), InvalidArgument, "cannot register ", what, " '", name, "' of ", type_name_,
                  ": a child module has that name");
-  SPARSITY_CHECK(!parametrization_list(*this, name), InvalidArgument, "cannot register buffer '", name,
+  SPARSITY_CHECK(!parametrization_list(*this, name), InvalidArgument, "cannot register ", what, " '", name,
                  "' of ", type_name_, ": that tensor is parametrized");
   auto it = find_named(tensors_, name);
   if (it != tensors_.end()) {
-    SPARSITY_CHECK(!it->second.is_parameter, InvalidArgument, "cannot register buffer '", name, "' of ",
-                   type_name_, ": a parameter has that name");
+    SPARSITY_CHECK(it->second.is_parameter == is_parameter, InvalidArgument, "cannot register ", what, " '",
+                   name, "' of ", type_name_, ": a ", is_parameter ? "buffer" : "parameter", " has that name");
     it->second.value = value;
   } else {
-    tensors_.emplace_back(name, TensorSlot{value, false, true});
+    tensors_.emplace_back(name, TensorSlot{value, is_parameter, true});
   }
   return value;
 }
