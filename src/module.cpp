@@ -226,29 +226,19 @@ NamedList<ModulePtr> Module::named_modules(const std::string& prefix) const {
 }
 
 NamedList<Tensor> Module::named_parameters(bool recurse) const {
-  NamedList<Tensor> out;
-  std::set<const void*> seen;
-  auto add_own = [&](const Module& m, const std::string& prefix) {
-    for (const auto& [name, slot] : m.tensors_) {
-      if (slot.is_parameter && seen.insert(tensor_key(slot.value)).second) {
-        out.emplace_back(join_name(prefix, name), slot.value);
-      }
-    }
-  };
-  if (!recurse) {
-    add_own(*this, "");
-    return out;
-  }
-  for (const auto& [prefix, m] : named_modules()) add_own(*m, prefix);
-  return out;
+  return named_tensors(recurse, /*parameters=*/true);
 }
 
 NamedList<Tensor> Module::named_buffers(bool recurse) const {
+  return named_tensors(recurse, /*parameters=*/false);
+}
+
+NamedList<Tensor> Module::named_tensors(bool recurse, bool parameters) const {
   NamedList<Tensor> out;
   std::set<const void*> seen;
   auto add_own = [&](const Module& m, const std::string& prefix) {
     for (const auto& [name, slot] : m.tensors_) {
-      if (!slot.is_parameter && seen.insert(tensor_key(slot.value)).second) {
+      if (slot.is_parameter == parameters && seen.insert(tensor_key(slot.value)).second) {
         out.emplace_back(join_name(prefix, name), slot.value);
       }
     }

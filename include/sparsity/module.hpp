@@ -141,6 +141,7 @@ class Module : public std::enable_shared_from_this<Module> {
  private:
   void register_module_impl(const std::string& name, ModulePtr module);
   Tensor register_tensor(const std::string& name, Tensor value, bool is_parameter);
+  NamedList<Tensor> named_tensors(bool recurse, bool parameters) const;
   ModulePtr clone_impl(std::map<const Module*, ModulePtr>& seen) const;
 
   struct TensorSlot {
