@@ -8,6 +8,7 @@
 #include <type_traits>
 
 #include "sparsity/sparsifier/fake_sparsity.hpp"
+#include "util/scratch.hpp"
 
 #ifdef SPARSITY_HAVE_OPENMP
 #include <omp.h>
@@ -78,15 +79,7 @@ Settings settings_of(const Json& config, const WeightNormOptions& o, const std::
   return s;
 }
 
-// Grow-only scratch for the calling thread (no page faults or zero-fill on repeated steps).
-template <class T>
-T* scratch(std::unique_ptr<T[]>& buf, size_t& cap, size_t n) {
-  if (n > cap) {
-    buf.reset(new T[n]);
-    cap = n;
-  }
-  return buf.get();
-}
+using ::sparsity::detail::grow_scratch;
 
 struct Buffers {
   std::unique_ptr<uint8_t[]> bytes;
@@ -253,13 +246,13 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
   // in its own slot: n/8 bytes of memory traffic instead of n. Then the tile flags [L].
   const size_t slot = (chunk_elems + 7) / 8;
   const size_t n_slots = static_cast<size_t>(n_chunks);
-  uint8_t* big = scratch(whole.bytes, whole.bytes_cap, slot * n_slots * (nm ? 2 : 1) + L);
+  uint8_t* big = grow_scratch(whole.bytes, whole.bytes_cap, slot * n_slots * (nm ? 2 : 1) + L);
   uint8_t* old_bits = big;
   uint8_t* pruned_bits = nm ? big + slot * n_slots : nullptr;
   uint8_t* selected = big + slot * n_slots * (nm ? 2 : 1);
   // Tile scores: f64 for f64 weights, else f32 (stored in the double buffer's bytes, two per double,
   // so 16M f32 scores stay within the kept scratch instead of being reallocated every step).
-  double* score_store = scratch(whole.scores, whole.scores_cap, all_tiles ? 1 : (f64 ? L : (L + 1) / 2));
+  double* score_store = grow_scratch(whole.scores, whole.scores_cap, all_tiles ? 1 : (f64 ? L : (L + 1) / 2));
   float* scores32 = reinterpret_cast<float*>(score_store);
   double* scores64 = score_store;
 
@@ -283,7 +276,7 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
   };
   auto local_scratch = [&]() {
     Buffers& local = thread_buffers(0);
-    uint8_t* p = scratch(local.bytes, local.bytes_cap, local_bytes);
+    uint8_t* p = grow_scratch(local.bytes, local.bytes_cap, local_bytes);
     Local l{};
     l.ob = p;
     l.pr = p + chunk_elems;
@@ -291,7 +284,7 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
     l.masked = p + 3 * chunk_elems;
     l.expand = l.masked + chunk_elems * wsz;
     l.bits = l.expand + cols;
-    l.elem = scratch(local.scores, local.scores_cap, chunk_elems);
+    l.elem = grow_scratch(local.scores, local.scores_cap, chunk_elems);
     return l;
   };
 

@@ -3,20 +3,13 @@
 #include <memory>
 
 #include "kernels/select/select.hpp"
+#include "util/scratch.hpp"
 
 namespace sparsity::kernels {
 
 namespace {
 
-// Grow-only scratch of the calling thread: repeated selections reuse it (no zero fill, no page faults).
-template <class K>
-K* scratch(std::unique_ptr<K[]>& buf, size_t& cap, size_t n) {
-  if (n > cap) {
-    buf.reset(new K[n]);
-    cap = n;
-  }
-  return buf.get();
-}
+using ::sparsity::detail::grow_scratch;
 
 template <class K>
 struct SelectBuffers {
@@ -36,7 +29,7 @@ void select_with_keys(const K* bits, size_t n, size_t k, uint8_t* selected,
     return;
   }
   thread_local SelectBuffers<K> buffers;
-  K* keys = scratch(buffers.keys, buffers.keys_cap, n);
+  K* keys = grow_scratch(buffers.keys, buffers.keys_cap, n);
   make_keys(bits, n, keys);
   // Most significant 11-bit digit first: `rank` is the 1-based rank of the threshold among the
   // candidates, the keys that share the digits found so far; only they are kept for the next pass
@@ -74,7 +67,7 @@ void select_with_keys(const K* bits, size_t n, size_t k, uint8_t* selected,
     if (hist[d] == count) continue;  // every candidate survives: keep the array as it is
     // Compact the survivors without branches (one slot of slack for the last speculative write; in
     // place once `cand` is the candidate buffer: the write position never passes the read position).
-    K* next = cand == keys ? scratch(buffers.candidates, buffers.candidates_cap, hist[d] + 1)
+    K* next = cand == keys ? grow_scratch(buffers.candidates, buffers.candidates_cap, hist[d] + 1)
                            : const_cast<K*>(cand);
     size_t m = 0;
     for (size_t i = 0; i < count; ++i) {
