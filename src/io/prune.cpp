@@ -175,24 +175,6 @@ std::string path_key(const std::string& path) {
   return std::string(buf) + "/" + base;
 }
 
-// FakeSparsity whose first forward() - prepare's consistency check, which only compares shape and
-// dtype - returns a zero-strided view instead of materialising the masked weight: with a mask of the
-// weight's shape FakeSparsity cannot change either, and the check would cost a full-size allocation
-// and pass per tensor. Every later forward() is the real one.
-class StreamingFakeSparsity : public FakeSparsity {
- public:
-  using FakeSparsity::FakeSparsity;
-  Tensor forward(const Tensor& x) override {
-    if (checked_ || !x.defined() || x.shape() != mask().shape()) return FakeSparsity::forward(x);
-    checked_ = true;
-    Shape strides(x.shape().size(), 0);
-    return Tensor::from_storage(Storage::allocate(size_of(x.dtype())), x.shape(), strides, 0, x.dtype());
-  }
-
- private:
-  bool checked_ = false;
-};
-
 std::vector<SafetensorsWriter*> out_writers_first(const std::vector<SafetensorsWriter*>& all, size_t n) {
   return std::vector<SafetensorsWriter*>(all.begin(), all.begin() + static_cast<std::ptrdiff_t>(n));
 }
@@ -396,7 +378,6 @@ PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_
     if (mask_buffer.size() < std::max<size_t>(n, 1)) mask_buffer.resize(std::max<size_t>(n, 1));
     std::memset(mask_buffer.data(), 1, n);
     entry.mask = Tensor::from_blob(static_cast<void*>(mask_buffer.data()), info.shape, DType::u8);
-    entry.parametrization = [](const Tensor& m) { return std::make_shared<StreamingFakeSparsity>(m); };
     sparsifier->prepare(root, std::vector<ConfigEntry>{entry});
     std::unique_ptr<BaseScheduler> scheduler;
     if (!cfg.scheduler.is_null()) scheduler = make_scheduler(*sparsifier, cfg.scheduler);

@@ -9,6 +9,24 @@
 namespace sparsity {
 namespace {
 
+// register_parametrization's consistency check for a user parametrization: one forward() must keep
+// the tensor's shape and dtype.
+void check_parametrization_output(Parametrization& p, const Tensor& current, size_t i,
+                                  const std::string& tensor_fqn) {
+  Tensor value;
+  try {
+    value = p.forward(current);
+  } catch (const Error& e) {
+    SPARSITY_FAIL(InvalidArgument, "config entry ", i, " ('", tensor_fqn, "'): ", e.what());
+  }
+  SPARSITY_CHECK(value.defined() && value.shape() == current.shape() && value.dtype() == current.dtype(),
+                 InvalidArgument, "config entry ", i, " ('", tensor_fqn, "'): parametrization ", p.type_name(),
+                 " changes the tensor of shape ", shape_to_string(current.shape()), " and dtype ",
+                 to_string(current.dtype()), " into ",
+                 value.defined() ? shape_to_string(value.shape()) + " " + to_string(value.dtype())
+                                 : std::string("an undefined tensor"));
+}
+
 const std::string& config_string(const Json& config, const char* key) {
   auto it = config.find(key);
   SPARSITY_CHECK(it != config.end() && it->is_string(), NotFound, "group has no string '", key, "': ",
@@ -153,18 +171,15 @@ void BaseSparsifier::prepare(const ModulePtr& model, const std::optional<std::ve
     SPARSITY_CHECK(p != nullptr, InvalidArgument, "config entry ", i, " ('", tensor_fqn,
                    "'): the parametrization factory returned null");
     // The consistency check of register_parametrization, run now (before anything is registered).
-    Tensor value;
-    try {
-      value = p->forward(current);
-    } catch (const Error& e) {
-      SPARSITY_FAIL(InvalidArgument, "config entry ", i, " ('", tensor_fqn, "'): ", e.what());
+    // FakeSparsity keeps the tensor's dtype, so for it the check is the shape comparison its forward()
+    // makes; running that forward here would materialise a full masked copy of every weight.
+    if (!entry.parametrization) {
+      SPARSITY_CHECK(mask.shape() == current.shape(), InvalidArgument, "config entry ", i, " ('", tensor_fqn,
+                     "'): FakeSparsity: mask of shape ", shape_to_string(mask.shape()),
+                     " does not match the tensor's shape ", shape_to_string(current.shape()));
+    } else {
+      check_parametrization_output(*p, current, i, tensor_fqn);
     }
-    SPARSITY_CHECK(value.defined() && value.shape() == current.shape() && value.dtype() == current.dtype(),
-                   InvalidArgument, "config entry ", i, " ('", tensor_fqn, "'): parametrization ", p->type_name(),
-                   " changes the tensor of shape ", shape_to_string(current.shape()), " and dtype ",
-                   to_string(current.dtype()), " into ",
-                   value.defined() ? shape_to_string(value.shape()) + " " + to_string(value.dtype())
-                                   : std::string("an undefined tensor"));
     Group g;
     g.config = std::move(local);
     g.module = info.module;
