@@ -103,6 +103,8 @@ void count_kept_tiles(const uint8_t* mask, int64_t rows, int64_t cols, int64_t b
 void bytes_to_bits(const uint8_t* bytes, size_t n, uint8_t* bits);
 /// packed bits -> bytes of 0/1.
 void bits_to_bytes(const uint8_t* bits, size_t n, uint8_t* bytes);
+/// packed bits -> 0/1 in `dtype` (f32, f64, f16, bf16, or bool/u8/i8/i32/i64).
+void bits_to_mask(const uint8_t* bits, size_t n, DType dtype, void* mask);
 /// bytes -> 0/1 in `dtype` (f32, f64, f16, bf16, or bool/u8/i8/i32/i64).
 void bytes_to_mask(const uint8_t* bytes, size_t n, DType dtype, void* mask);
 /// any-dtype mask -> bytes of 0/1 (non-zero, including NaN, = 1).

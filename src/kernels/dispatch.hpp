@@ -34,10 +34,29 @@ using CountBytesFn = int64_t (*)(const uint8_t* mask, size_t n);
 using CountBitsFn = int64_t (*)(const uint8_t* bits, size_t n);
 using BytesToBitsFn = void (*)(const uint8_t* bytes, size_t n, uint8_t* bits);
 using BitsToBytesFn = void (*)(const uint8_t* bits, size_t n, uint8_t* bytes);
+/// out[i] = bit i ? one : 0, elements of 1 << size_index bytes holding the bit pattern `one`.
+using BitsToMaskFn = void (*)(const uint8_t* bits, size_t n, uint64_t one, void* out);
 /// out[i] = bytes[i] ? one : 0, elements of 1 << size_index bytes holding the bit pattern `one`.
 using BytesToMaskFn = void (*)(const uint8_t* bytes, size_t n, uint64_t one, void* out);
 /// bytes[i] = (mask[i] & value_bits) != 0 (value_bits drops the sign bit of floats).
 using MaskToBytesFn = void (*)(const void* mask, size_t n, uint64_t value_bits, uint8_t* bytes);
+
+/// Pass 1 of block-norm pruning over flat 1 x bc tiles of f32 weights (tile t = elements [t*bc, t*bc + bc);
+/// bc in {1, 2, 4, 8}; n a multiple of bc; `w` and an f32 `mask` aligned to 4 bytes):
+///   keep_i = mask_i non-zero (an f32 mask: -0.0 is zero, NaN non-zero; a byte mask: any non-zero byte);
+///   e_i = norm(keep_i ? w_i : +0);  old_bits bit i = keep_i;
+///   keys[t] = order key of the tile mean (summed in f32 in element order, then / bc; NaN -> quiet NaN),
+///             the same value block_scores gives for a 1 x bc block;
+///   pruned_bits (only when zeros < bc) bit i = e_i is among the `zeros` smallest of its tile (NaN largest,
+///             ties to the lower position), as tile_smallest ranks them.
+/// Bits start at bit 0 of byte 0; the unused high bits of the last byte are 0.
+using FlatScoresFn = void (*)(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
+                              uint32_t* keys, uint8_t* old_bits, uint8_t* pruned_bits);
+/// Pass 2: tile t is selected when keys[t] < threshold, or keys[t] == threshold and t < cut; bit i of `bits`
+/// is 0 when the tile of element i is selected and the element is pruned in it (bit i of `pruned_bits`,
+/// every element when it is null), else 1.
+using FlatMaskFn = void (*)(const uint32_t* keys, size_t n, int64_t bc, uint32_t threshold, size_t cut,
+                            const uint8_t* pruned_bits, uint8_t* bits);
 
 /// Every kernel entry of one ISA. Entries an ISA does not specialise keep the scalar reference.
 struct KernelTable {
@@ -53,8 +72,11 @@ struct KernelTable {
   CountBitsFn count_bits = nullptr;
   BytesToBitsFn bytes_to_bits = nullptr;
   BitsToBytesFn bits_to_bytes = nullptr;
+  BitsToMaskFn bits_to_mask[4] = {};    // element size 1, 2, 4, 8
   BytesToMaskFn bytes_to_mask[4] = {};  // element size 1, 2, 4, 8
   MaskToBytesFn mask_to_bytes[4] = {};
+  FlatScoresFn flat_scores[2] = {};  // f32 mask, byte mask
+  FlatMaskFn flat_mask = nullptr;
 };
 
 /// The table of `isa` (compiled in and supported, else FailedPrecondition naming it).

@@ -254,6 +254,10 @@ void bits_to_bytes_reference(const uint8_t* bits, size_t n, uint8_t* bytes) {
   for (size_t i = 0; i < n; ++i) bytes[i] = (bits[i / 8] >> (i % 8)) & 1u;
 }
 template <class U>
+void bits_to_mask_reference(const uint8_t* bits, size_t n, uint64_t one, void* out) {
+  for (size_t i = 0; i < n; ++i) store_u<U>(out, i, (bits[i / 8] >> (i % 8)) & 1u ? static_cast<U>(one) : U{0});
+}
+template <class U>
 void bytes_to_mask_reference(const uint8_t* bytes, size_t n, uint64_t one, void* out) {
   for (size_t i = 0; i < n; ++i) store_u<U>(out, i, bytes[i] ? static_cast<U>(one) : U{0});
 }
@@ -262,10 +266,65 @@ void mask_to_bytes_reference(const void* mask, size_t n, uint64_t value_bits, ui
   for (size_t i = 0; i < n; ++i) bytes[i] = (load_u<U>(mask, i) & static_cast<U>(value_bits)) != 0;
 }
 
+template <bool ByteMask>
+void flat_scores_reference(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
+                           uint32_t* keys, uint8_t* old_bits, uint8_t* pruned_bits) {
+  const size_t b = static_cast<size_t>(bc);
+  const bool nm = zeros < bc;
+  std::fill(old_bits, old_bits + (n + 7) / 8, uint8_t{0});
+  if (nm) std::fill(pruned_bits, pruned_bits + (n + 7) / 8, uint8_t{0});
+  std::vector<float> e(b);
+  std::vector<uint32_t> ek(b);
+  for (size_t t = 0; t < n / b; ++t) {
+    float sum = 0;
+    for (size_t j = 0; j < b; ++j) {
+      const size_t i = t * b + j;
+      const bool keep = ByteMask ? load_u<uint8_t>(mask, i) != 0 : (load_u<uint32_t>(mask, i) & 0x7fffffffu) != 0;
+      const float x = keep ? load_u<float>(w, i) : 0.0f;
+      e[j] = norm == Norm::L1 ? std::fabs(x) : x * x;
+      sum += e[j];
+      if (keep) old_bits[i / 8] = static_cast<uint8_t>(old_bits[i / 8] | (1u << (i % 8)));
+    }
+    float mean = sum / static_cast<float>(b);
+    if (std::isnan(mean)) mean = std::numeric_limits<float>::quiet_NaN();
+    uint32_t mb;
+    std::memcpy(&mb, &mean, 4);
+    keys[t] = order_key_f32(mb);
+    if (!nm) continue;
+    for (size_t j = 0; j < b; ++j) {
+      uint32_t eb;
+      std::memcpy(&eb, &e[j], 4);
+      ek[j] = order_key_f32(eb);
+    }
+    for (size_t p = 0; p < b; ++p) {
+      int64_t rank = 0;  // place of p in (score, position) order
+      for (size_t q = 0; q < b; ++q) rank += q < p ? ek[q] <= ek[p] : (q > p && ek[q] < ek[p]);
+      const size_t i = t * b + p;
+      if (rank < zeros) pruned_bits[i / 8] = static_cast<uint8_t>(pruned_bits[i / 8] | (1u << (i % 8)));
+    }
+  }
+}
+template void flat_scores_reference<false>(const void*, const void*, size_t, int64_t, Norm, int64_t, uint32_t*,
+                                           uint8_t*, uint8_t*);
+template void flat_scores_reference<true>(const void*, const void*, size_t, int64_t, Norm, int64_t, uint32_t*,
+                                          uint8_t*, uint8_t*);
+
+void flat_mask_reference(const uint32_t* keys, size_t n, int64_t bc, uint32_t threshold, size_t cut,
+                         const uint8_t* pruned_bits, uint8_t* bits) {
+  std::fill(bits, bits + (n + 7) / 8, uint8_t{0});
+  for (size_t i = 0; i < n; ++i) {
+    const size_t t = i / static_cast<size_t>(bc);
+    const bool selected = keys[t] < threshold || (keys[t] == threshold && t < cut);
+    const bool pruned = pruned_bits == nullptr || ((pruned_bits[i / 8] >> (i % 8)) & 1u);
+    if (!(selected && pruned)) bits[i / 8] = static_cast<uint8_t>(bits[i / 8] | (1u << (i % 8)));
+  }
+}
+
 #define SPARSITY_INSTANTIATE_U(U)                                                         \
   template void apply_bytes_reference<U>(const void*, const uint8_t*, void*, size_t, bool); \
   template void apply_bits_reference<U>(const void*, const uint8_t*, void*, size_t, bool);  \
   template void apply_float_reference<U>(const void*, const void*, void*, size_t, bool);    \
+  template void bits_to_mask_reference<U>(const uint8_t*, size_t, uint64_t, void*);         \
   template void bytes_to_mask_reference<U>(const uint8_t*, size_t, uint64_t, void*);        \
   template void mask_to_bytes_reference<U>(const void*, size_t, uint64_t, uint8_t*);
 SPARSITY_INSTANTIATE_U(uint8_t)
@@ -297,6 +356,13 @@ void fill_reference(KernelTable& t) {
   t.count_bits = count_bits_reference;
   t.bytes_to_bits = bytes_to_bits_reference;
   t.bits_to_bytes = bits_to_bytes_reference;
+  t.bits_to_mask[0] = bits_to_mask_reference<uint8_t>;
+  t.bits_to_mask[1] = bits_to_mask_reference<uint16_t>;
+  t.bits_to_mask[2] = bits_to_mask_reference<uint32_t>;
+  t.bits_to_mask[3] = bits_to_mask_reference<uint64_t>;
+  t.flat_scores[0] = flat_scores_reference<false>;
+  t.flat_scores[1] = flat_scores_reference<true>;
+  t.flat_mask = flat_mask_reference;
   t.bytes_to_mask[0] = bytes_to_mask_reference<uint8_t>;
   t.bytes_to_mask[1] = bytes_to_mask_reference<uint16_t>;
   t.bytes_to_mask[2] = bytes_to_mask_reference<uint32_t>;

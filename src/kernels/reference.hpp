@@ -50,9 +50,18 @@ int64_t count_bits_reference(const uint8_t* bits, size_t n);
 void bytes_to_bits_reference(const uint8_t* bytes, size_t n, uint8_t* bits);
 void bits_to_bytes_reference(const uint8_t* bits, size_t n, uint8_t* bytes);
 template <class U>
+void bits_to_mask_reference(const uint8_t* bits, size_t n, uint64_t one, void* out);
+template <class U>
 void bytes_to_mask_reference(const uint8_t* bytes, size_t n, uint64_t one, void* out);
 template <class U>
 void mask_to_bytes_reference(const void* mask, size_t n, uint64_t value_bits, uint8_t* bytes);
+
+/// Fused WeightNorm passes over flat tiles (FlatScoresFn, FlatMaskFn); SIMD variants finish with them.
+template <bool ByteMask>
+void flat_scores_reference(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
+                           uint32_t* keys, uint8_t* old_bits, uint8_t* pruned_bits);
+void flat_mask_reference(const uint32_t* keys, size_t n, int64_t bc, uint32_t threshold, size_t cut,
+                         const uint8_t* pruned_bits, uint8_t* bits);
 
 /// Order-preserving keys: a < b as scores (NaN largest, -0 == +0) iff key(a) < key(b) as unsigned.
 inline uint32_t order_key_f32(uint32_t bits) {

@@ -65,6 +65,28 @@ inline void stream_fence() {
   _mm_sfence();
 }
 
+/// Bit l set iff lane l of a 32-bit-lane condition is true.
+template <class Arch, class T>
+inline uint64_t movemask(const xsimd::batch_bool<T, Arch>& b) {
+  static_assert(sizeof(T) == 4, "32-bit lanes");
+  const typename xsimd::batch_bool<T, Arch>::register_type r = b;
+  if constexpr (is_avx512<Arch>) {
+    return static_cast<uint64_t>(r);
+  } else if constexpr (is_avx<Arch>) {
+    if constexpr (std::is_same_v<T, float>) {
+      return static_cast<uint64_t>(_mm256_movemask_ps(r));
+    } else {
+      return static_cast<uint64_t>(_mm256_movemask_ps(_mm256_castsi256_ps(r)));
+    }
+  } else {
+    if constexpr (std::is_same_v<T, float>) {
+      return static_cast<uint64_t>(_mm_movemask_ps(r));
+    } else {
+      return static_cast<uint64_t>(_mm_movemask_ps(_mm_castsi128_ps(r)));
+    }
+  }
+}
+
 /// Bit i set iff byte i of the little-endian word `x` is non-zero (i < 8).
 template <class Arch>
 inline uint64_t nonzero_bytes_to_bits(uint64_t x) {

@@ -7,6 +7,7 @@
 #include <memory>
 #include <type_traits>
 
+#include "kernels/fused.hpp"
 #include "sparsity/sparsifier/fake_sparsity.hpp"
 #include "util/scratch.hpp"
 
@@ -235,13 +236,81 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
   const int64_t tiles_r = (rows + br - 1) / br, tiles_c = (cols + bc - 1) / bc;
   const size_t L = static_cast<size_t>(tiles_r) * static_cast<size_t>(tiles_c);
 
+  const int threads = static_cast<int>(std::min<int64_t>(kernels::num_threads(), (static_cast<int64_t>(n) >> 14) + 1));
+  // A custom norm is user code: called from this thread only (it may throw or be thread-unsafe), and
+  // outside any OpenMP region, which an exception must never leave.
+  const bool parallel = threads > 1 && n >= (size_t{1} << 16) && !custom;
+  (void)parallel;  // unused without OpenMP
+  auto for_each_chunk = [&](int64_t n_chunks, auto&& body) {
+#ifdef SPARSITY_HAVE_OPENMP
+    if (parallel) {
+#pragma omp parallel for schedule(static) num_threads(threads)
+      for (int64_t c = 0; c < n_chunks; ++c) body(c);
+      return;
+    }
+#endif
+    for (int64_t c = 0; c < n_chunks; ++c) body(c);
+  };
+  auto k_of = [&](size_t tiles) {
+    const double raw = std::nearbyint(st.sparsity_level * static_cast<double>(tiles));  // half to even
+    return static_cast<size_t>(std::max(0.0, std::min(static_cast<double>(tiles) - 1.0, raw)));
+  };
+  Buffers& whole = thread_buffers(1);
+  auto trim_scratch = [&whole]() {
+    // Keep the scratch for the next step unless it is unusually large.
+    constexpr size_t kKeepBytes = size_t{64} << 20;
+    if (whole.bytes_cap > kKeepBytes) {
+      whole.bytes.reset();
+      whole.bytes_cap = 0;
+    }
+    if (whole.scores_cap * sizeof(double) > kKeepBytes) {
+      whole.scores.reset();
+      whole.scores_cap = 0;
+    }
+  };
+
+  // Flat tiles: f32 weights under their own FakeSparsity with a 1 x bc block that divides the columns. The
+  // tiles are runs of the flat buffer; two fused passes around a radix select over the tile keys.
+  const DType mdt_in = mask.dtype();
+  if (wdt == DType::f32 && apply_own_mask && !custom && br == 1 && kernels::flat_tiles_supported(bc) &&
+      cols % bc == 0 && out_mask.is_same(mask) &&
+      (mdt_in == DType::f32 || mdt_in == DType::u8 || mdt_in == DType::bool_)) {
+    const bool flat_nm = zeros < bc;  // zeros == bc prunes whole tiles
+    constexpr size_t kChunk = size_t{1} << 14;  // elements: a multiple of 64 and of every bc
+    const int64_t n_chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
+    const size_t bytes = (n + 7) / 8 + 8;
+    uint8_t* big = grow_scratch(whole.bytes, whole.bytes_cap, bytes * (flat_nm ? 2 : 1));
+    uint8_t* old_bits = big;
+    uint8_t* pruned_bits = flat_nm ? big + bytes : nullptr;
+    uint32_t* keys = reinterpret_cast<uint32_t*>(grow_scratch(whole.scores, whole.scores_cap, (L + 1) / 2));
+    const uint8_t* w = static_cast<const uint8_t*>(source.data_ptr());
+    const size_t msz = size_of(mdt_in);
+    const size_t ub = static_cast<size_t>(bc);
+    for_each_chunk(n_chunks, [&](int64_t c) {
+      const size_t off = static_cast<size_t>(c) * kChunk, cn = std::min(kChunk, n - off);
+      kernels::flat_tile_scores(w + off * 4, out_base + off * msz, mdt_in, cn, bc, options_.norm_, zeros, keys + off / ub,
+                                old_bits + off / 8, flat_nm ? pruned_bits + off / 8 : nullptr);
+    });
+    const kernels::KeyThreshold<uint32_t> threshold = kernels::select_threshold_u32(keys, L, all_tiles ? L : k_of(L));
+    for_each_chunk(n_chunks, [&](int64_t c) {
+      const size_t off = static_cast<size_t>(c) * kChunk, cn = std::min(kChunk, n - off);
+      Buffers& local = thread_buffers(0);
+      uint8_t* fresh = grow_scratch(local.bytes, local.bytes_cap, kChunk / 8);
+      kernels::flat_tile_mask(keys + off / ub, cn, bc, threshold, off / ub, flat_nm ? pruned_bits + off / 8 : nullptr, fresh);
+      // Steps that keep the mask (the sticky steady state) write nothing.
+      if (std::memcmp(fresh, old_bits + off / 8, (cn + 7) / 8) == 0) return;
+      kernels::bits_to_mask(fresh, cn, mdt_in, out_base + off * msz);
+    });
+    trim_scratch();
+    return;
+  }
+
   // Chunks of whole tile rows, ~16K elements each, so a chunk's temporaries stay in L1/L2.
   const int64_t tile_rows_per_chunk = std::max<int64_t>(1, (int64_t{16384} / cols) / br);
   const int64_t chunk_rows = std::min(rows, tile_rows_per_chunk * br);
   const int64_t n_chunks = (rows + chunk_rows - 1) / chunk_rows;
   const size_t chunk_elems = static_cast<size_t>(chunk_rows) * static_cast<size_t>(cols);
 
-  Buffers& whole = thread_buffers(1);
   // Between the passes each chunk keeps its old mask (and, for N:M, its in-tile choice) as packed bits
   // in its own slot: n/8 bytes of memory traffic instead of n. Then the tile flags [L].
   const size_t slot = (chunk_elems + 7) / 8;
@@ -357,48 +426,20 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
     kernels::bytes_to_mask(l.fresh, cn, mdt, out_base + off * msz);
   };
 
-  const int threads = static_cast<int>(std::min<int64_t>(kernels::num_threads(), n_chunks));
-  // A custom norm is user code: called from this thread only (it may throw or be thread-unsafe), and
-  // outside any OpenMP region, which an exception must never leave.
-  const bool parallel = threads > 1 && n >= (size_t{1} << 16) && !custom;
-  (void)parallel;  // unused without OpenMP
-  auto for_each_chunk = [&](auto&& body) {
-#ifdef SPARSITY_HAVE_OPENMP
-    if (parallel) {
-#pragma omp parallel for schedule(static) num_threads(threads)
-      for (int64_t c = 0; c < n_chunks; ++c) body(c);
-      return;
-    }
-#endif
-    for (int64_t c = 0; c < n_chunks; ++c) body(c);
-  };
-  for_each_chunk(pass1);
+  for_each_chunk(n_chunks, pass1);
 
   if (all_tiles) {
     std::memset(selected, 1, L);
+  } else if (f64) {
+    kernels::select_k_smallest_f64(scores64, L, k_of(L), selected);
   } else {
-    const double raw = std::nearbyint(st.sparsity_level * static_cast<double>(L));  // half to even
-    const double k = std::max(0.0, std::min(static_cast<double>(L) - 1.0, raw));
-    if (f64) {
-      kernels::select_k_smallest_f64(scores64, L, static_cast<size_t>(k), selected);
-    } else {
-      kernels::select_k_smallest_f32(scores32, L, static_cast<size_t>(k), selected);
-    }
+    kernels::select_k_smallest_f32(scores32, L, k_of(L), selected);
   }
 
-  for_each_chunk(pass2);
+  for_each_chunk(n_chunks, pass2);
 
   if (!out_mask.is_same(mask)) mask.copy_(out_mask);
-  // Keep the scratch for the next step unless it is unusually large.
-  constexpr size_t kKeepBytes = size_t{64} << 20;
-  if (whole.bytes_cap > kKeepBytes) {
-    whole.bytes.reset();
-    whole.bytes_cap = 0;
-  }
-  if (whole.scores_cap * sizeof(double) > kKeepBytes) {
-    whole.scores.reset();
-    whole.scores_cap = 0;
-  }
+  trim_scratch();
 }
 
 }  // namespace sparsity

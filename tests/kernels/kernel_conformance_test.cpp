@@ -263,6 +263,10 @@ void check_stats(const KernelTable& t) {
       const uint64_t values[] = {0xffu, 0x7fffu, 0x7fffffffu, ~0ull};
       for (int si = 0; si < 4; ++si) {
         const size_t es = size_t{1} << si;
+        std::vector<uint8_t> gt(n * es + 8, 0xEE), wt(n * es + 8, 0xEE);
+        t.bits_to_mask[si](bits.data() + off, n, ones[si], gt.data() + off);
+        ref.bits_to_mask[si](bits.data() + off, n, ones[si], wt.data() + off);
+        EXPECT_BYTES_EQ(gt, wt, "bits_to_mask size " << es << " n " << n);
         std::vector<uint8_t> gm(n * es + 8, 0xEE), wm(n * es + 8, 0xEE);
         t.bytes_to_mask[si](bytes.data() + off, n, ones[si], gm.data() + off);
         ref.bytes_to_mask[si](bytes.data() + off, n, ones[si], wm.data() + off);
@@ -272,6 +276,66 @@ void check_stats(const KernelTable& t) {
         t.mask_to_bytes[si](m.data() + off, n, values[si], gz.data());
         ref.mask_to_bytes[si](m.data() + off, n, values[si], wz.data());
         EXPECT_BYTES_EQ(gz, wz, "mask_to_bytes size " << es << " n " << n);
+      }
+    }
+  }
+}
+
+// ---- fused WeightNorm passes over flat tiles ----------------------------------------------------------
+
+void check_flat_tiles(const KernelTable& t) {
+  const KernelTable& ref = reference_table();
+  for (int64_t bc : {1, 2, 4, 8}) {
+    const size_t b = static_cast<size_t>(bc);
+    // Whole super-blocks, a tail, and a tail-only size.
+    for (size_t n : {size_t{0}, b, 64 * b, 256 * b + 3 * b, size_t{4096} + 5 * b, size_t{1} << 16}) {
+      for (int source = 0; source < 2; ++source) {
+        // Random bit patterns (NaN, +-inf, -0, denormals), or few distinct values (ties inside tiles).
+        std::vector<uint8_t> w = special_bytes(n * 4 + 4, 4, n + b + 31 * source);
+        if (source == 1) {
+          const auto tied = tied_scores<float>(n + 1, n + b);
+          std::memcpy(w.data(), tied.data(), (n + 1) * 4);
+        }
+        const std::vector<uint8_t> fmask = special_bytes(n * 4 + 4, 4, n * 3 + b);
+        std::vector<uint8_t> bmask = special_bytes(n + 4, 1, n * 5 + b);
+        for (int64_t zeros : {int64_t{0}, int64_t{1}, bc / 2, bc - 1, bc}) {
+          for (Norm norm : {Norm::L1, Norm::L2}) {
+            for (int byte_mask = 0; byte_mask < 2; ++byte_mask) {
+              const void* m = byte_mask ? static_cast<const void*>(bmask.data()) : static_cast<const void*>(fmask.data());
+              const size_t nb = (n + 7) / 8;
+              std::vector<uint32_t> gk(n / b + 1, 0xABABABABu), wk(n / b + 1, 0xCDCDCDCDu);
+              std::vector<uint8_t> go(nb + 1, 0xEE), wo(nb + 1, 0xEE), gp(nb + 1, 0xEE), wp(nb + 1, 0xEE);
+              gk.back() = wk.back() = 0;
+              // Two calls split at a multiple of 64 elements, as the sparsifier's chunks are.
+              const size_t mid = n / 2 / (64 * b) * (64 * b);
+              const size_t msz = byte_mask ? 1 : 4;
+              t.flat_scores[byte_mask](w.data(), m, mid, bc, norm, zeros, gk.data(), go.data(), gp.data());
+              t.flat_scores[byte_mask](w.data() + mid * 4, static_cast<const uint8_t*>(m) + mid * msz, n - mid, bc, norm,
+                                       zeros, gk.data() + mid / b, go.data() + mid / 8, gp.data() + mid / 8);
+              ref.flat_scores[byte_mask](w.data(), m, n, bc, norm, zeros, wk.data(), wo.data(), wp.data());
+              const std::string what = "bc " + std::to_string(bc) + " n " + std::to_string(n) + " zeros " +
+                                       std::to_string(zeros) + " norm " + std::to_string(static_cast<int>(norm)) +
+                                       (byte_mask ? " byte mask" : " f32 mask") + " source " + std::to_string(source);
+              EXPECT_EQ(gk, wk) << "keys, " << what;
+              EXPECT_BYTES_EQ(go, wo, "old bits, " << what);
+              if (zeros < bc) EXPECT_BYTES_EQ(gp, wp, "pruned bits, " << what);
+              if (zeros >= bc || n == 0) continue;
+              // Pass 2 on the keys just made: thresholds at a present key, ties cut at several places.
+              const size_t tiles = n / b;
+              for (size_t pick : {size_t{0}, tiles / 3, tiles - 1}) {
+                for (size_t cut : {size_t{0}, tiles / 2, tiles}) {
+                  for (bool with_pruned : {false, true}) {
+                    const uint8_t* pr = with_pruned ? wp.data() : nullptr;
+                    std::vector<uint8_t> gb(nb + 1, 0xEE), wb(nb + 1, 0xEE);
+                    t.flat_mask(wk.data(), n, bc, wk[pick], cut, pr, gb.data());
+                    ref.flat_mask(wk.data(), n, bc, wk[pick], cut, pr, wb.data());
+                    EXPECT_BYTES_EQ(gb, wb, "mask bits, " << what << " pick " << pick << " cut " << cut);
+                  }
+                }
+              }
+            }
+          }
+        }
       }
     }
   }
@@ -417,6 +481,44 @@ TEST(KernelReference, CountsAndConversions) {
   EXPECT_EQ(nz[1], 1);
   EXPECT_EQ(nz[2], 0);
   EXPECT_EQ(nz[3], 1);
+}
+
+// Two tiles of four, L1, two zeros per tile, f32 mask with a pruned element and a -0.0 (pruned too):
+//   tile 0: e = {1, 2, 0, NaN}: the mean is NaN (largest key); the two smallest are positions 2 and 0;
+//   tile 1: e = {0.5, 0.5, 0.5, 0}: mean 0.375; 0 at position 3, then the lowest of the tied 0.5s.
+TEST(KernelReference, FlatScoresMaskNormMeanAndInTileRanks) {
+  const KernelTable& ref = reference_table();
+  const float w[] = {1.f, -2.f, 3.f, kNaN, 0.5f, 0.5f, -0.5f, 4.f};
+  const float mask[] = {1.f, 1.f, 0.f, 1.f, 1.f, 1.f, 1.f, -0.0f};
+  uint32_t keys[2];
+  uint8_t old_bits = 0, pruned = 0;
+  ref.flat_scores[0](w, mask, 8, 4, Norm::L1, 2, keys, &old_bits, &pruned);
+  EXPECT_EQ(keys[0], 0xffffffffu);
+  EXPECT_EQ(keys[1], bits_of(0.375f) | 0x80000000u);
+  EXPECT_EQ(old_bits, 0x7b);  // kept: 0, 1, 3 | 4, 5, 6
+  EXPECT_EQ(pruned, 0x95);    // pruned in tile: 0, 2 | 4, 7
+  // The same mask as bytes.
+  const uint8_t bytes[] = {1, 9, 0, 1, 1, 1, 1, 0};
+  uint32_t keys_b[2];
+  uint8_t old_b = 0, pruned_b = 0;
+  ref.flat_scores[1](w, bytes, 8, 4, Norm::L1, 2, keys_b, &old_b, &pruned_b);
+  EXPECT_EQ(keys_b[0], keys[0]);
+  EXPECT_EQ(keys_b[1], keys[1]);
+  EXPECT_EQ(old_b, 0x7b);
+  EXPECT_EQ(pruned_b, 0x95);
+}
+
+// keys {5, 3, 3, 9}, tiles of 2, threshold 3 with cut 2: only tile 1 is selected (tile 2 ties after the cut);
+// inside it element 2 is pruned and element 3 kept; without an in-tile choice both go.
+TEST(KernelReference, FlatMaskSelectsBelowThresholdAndTiesBeforeCut) {
+  const KernelTable& ref = reference_table();
+  const uint32_t keys[] = {5, 3, 3, 9};
+  const uint8_t pruned = 0x66;  // elements 1, 2, 5, 6
+  uint8_t bits = 0;
+  ref.flat_mask(keys, 8, 2, 3, 2, &pruned, &bits);
+  EXPECT_EQ(bits, 0xfb);
+  ref.flat_mask(keys, 8, 2, 3, 2, nullptr, &bits);
+  EXPECT_EQ(bits, 0xf3);
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <cmath>
 #include <filesystem>
 #include <map>
+#include <optional>
 #include <set>
 #include <string>
 #include <vector>
@@ -201,8 +202,9 @@ std::vector<Golden> load_goldens() {
   return out;
 }
 
-// Runs one golden configuration; returns "" when every step's mask matches, else what differs.
-std::string run_golden(const Golden& g) {
+// Runs one golden configuration with a mask of `mask_dtype` (the weight's when unset); returns "" when
+// every step's mask matches, else what differs.
+std::string run_golden(const Golden& g, std::optional<DType> mask_dtype = std::nullopt) {
   auto model = one_layer(g.weight.clone());
   const auto& c = g.config;
   WeightNormOptions opt;
@@ -211,7 +213,9 @@ std::string run_golden(const Golden& g) {
       .norm(c.at("norm") == "L1" ? kernels::Norm::L1 : kernels::Norm::L2);
   if (!c.at("zeros_per_block").is_null()) opt.zeros_per_block(c.at("zeros_per_block").get<int64_t>());
   WeightNormSparsifier sp(opt);
-  sp.prepare(model, config_for({"layer.weight"}));
+  auto config = config_for({"layer.weight"});
+  if (mask_dtype) config[0].mask = Tensor::ones(g.weight.shape(), *mask_dtype);
+  sp.prepare(model, config);
   std::unique_ptr<CubicSL> sched;
   if (!c.at("scheduler").is_null()) {
     const auto& s = c.at("scheduler");
@@ -226,7 +230,9 @@ std::string run_golden(const Golden& g) {
              c.at("levels")[i].dump();
     }
     sp.step();
-    if (mask.dtype() != g.weight.dtype()) return "mask dtype changed to " + std::string(to_string(mask.dtype()));
+    if (mask.dtype() != mask_dtype.value_or(g.weight.dtype())) {
+      return "mask dtype changed to " + std::string(to_string(mask.dtype()));
+    }
     const auto got = kept(mask), want = kept(g.masks[i]);
     size_t diff = 0;
     for (size_t j = 0; j < got.size(); ++j) diff += got[j] != want[j];
@@ -245,6 +251,70 @@ TEST(WeightNormSparsifier, GoldenMasksFromTorchOnEveryIsaAndThreadCount) {
       kernels::set_num_threads(threads);
       for (const auto& g : goldens) {
         EXPECT_EQ(run_golden(g), "") << g.name << " isa " << kernels::to_string(isa) << " threads " << threads;
+      }
+    }
+  }
+  kernels::set_num_threads(1);
+}
+
+// The same goldens with byte and bool masks (the command line's) and with f64 masks on f32 weights (the
+// general path instead of the fused flat-tile one): every mask dtype gives torch's masks.
+TEST(WeightNormSparsifier, GoldenMasksWithEveryMaskDtype) {
+  const auto goldens = load_goldens();
+  ASSERT_GE(goldens.size(), 20u);
+  for (kernels::Isa isa : {kernels::Isa::scalar, kernels::available_isas().back()}) {
+    kernels::ScopedIsaOverride force(isa);
+    for (DType mdt : {DType::u8, DType::bool_, DType::f64}) {
+      for (const auto& g : goldens) {
+        EXPECT_EQ(run_golden(g, mdt), "") << g.name << " mask " << to_string(mdt) << " isa " << kernels::to_string(isa);
+      }
+    }
+  }
+}
+
+// Fused flat-tile path (f32, u8 masks) against the general path (f64 mask) over several steps of a
+// ramp, on weights with NaN, infinities, -0.0 and ties, for every supported block width: large enough
+// for the tied-threshold shortcut of the selection (sticky masks leave many equal zero scores).
+TEST(WeightNormSparsifier, FlatTilePathMatchesGeneralPath) {
+  const int64_t rows = 256, cols = 1024;
+  Tensor w = Tensor::empty({rows, cols}, DType::f32);
+  nn::uniform_init_(w, 1.0, 5);
+  float* p = w.mutable_data<float>();
+  const float special[] = {std::nanf(""), INFINITY, -INFINITY, -0.0f, 0.0f, 0.25f, -0.25f};
+  for (int64_t i = 0; i < rows * cols; i += 37) p[i] = special[(i / 37) % 7];
+  for (int64_t i = 5; i < rows * cols; i += 11) p[i] = 0.5f;  // ties inside and across tiles
+  struct Case {
+    int64_t bc;
+    std::optional<int64_t> zeros;
+    kernels::Norm norm;
+  };
+  const Case cases[] = {{1, std::nullopt, kernels::Norm::L2}, {2, 1, kernels::Norm::L1}, {4, std::nullopt, kernels::Norm::L2},
+                        {4, 2, kernels::Norm::L1},            {8, 3, kernels::Norm::L2}, {8, std::nullopt, kernels::Norm::L1}};
+  for (kernels::Isa isa : kernels::available_isas()) {
+    kernels::ScopedIsaOverride force(isa);
+    for (int threads : {1, 2}) {
+      kernels::set_num_threads(threads);
+      for (const Case& c : cases) {
+        std::vector<std::vector<int>> masks[3];
+        const DType mdts[] = {DType::f64, DType::f32, DType::u8};
+        for (int v = 0; v < 3; ++v) {
+          auto model = one_layer(w.clone());
+          WeightNormSparsifier sp(
+              WeightNormOptions().sparsity_level(0.3).sparse_block_shape(1, c.bc).zeros_per_block(c.zeros).norm(c.norm));
+          auto config = config_for({"layer.weight"});
+          config[0].mask = Tensor::ones({rows, cols}, mdts[v]);
+          sp.prepare(model, config);
+          const Tensor mask = mask_of_layer(sp, "layer.weight");
+          for (double level : {0.3, 0.3, 0.5, 0.5, 0.8}) {
+            sp.groups()[0].config["sparsity_level"] = level;
+            sp.step();
+            masks[v].push_back(kept(mask));
+          }
+        }
+        const std::string what = "bc " + std::to_string(c.bc) + " isa " + kernels::to_string(isa) + " threads " +
+                                 std::to_string(threads);
+        EXPECT_EQ(masks[1], masks[0]) << "f32 mask, " << what;
+        EXPECT_EQ(masks[2], masks[0]) << "u8 mask, " << what;
       }
     }
   }

@@ -6,6 +6,7 @@
 #include <cstdint>
 
 #include "kernels/dispatch.hpp"
+#include "kernels/fused.hpp"
 #include "kernels/simd_util.hpp"
 
 namespace sparsity::kernels {

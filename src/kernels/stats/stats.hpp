@@ -94,6 +94,39 @@ struct Stats {
   }
 
   template <class U>
+  static void bits_to_mask(const uint8_t* bits, size_t n, uint64_t one, void* out) {
+    size_t i = 0;
+    if constexpr (sizeof(U) == 1) {
+      for (; i + 8 <= n; i += 8) {
+        // Spread bit k of the byte to byte k as 0/1, then scale to `one`.
+        const uint64_t spread = (bits[i / 8] * 0x0101010101010101ull) & 0x8040201008040201ull;
+        const uint64_t ones = ((((spread & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | spread) >> 7) &
+                              0x0101010101010101ull;
+        simd::store_scalar<Arch, uint64_t>(static_cast<uint8_t*>(out) + i, ones * (one & 0xffu));
+      }
+    } else if constexpr (sizeof(U) >= 4) {
+      // Each batch tests its lanes' bits of one 64-bit word of flags.
+      using BW = xsimd::batch<U, Arch>;
+      constexpr size_t L = BW::size;
+      alignas(64) U lane_bits[L];
+      for (size_t l = 0; l < L; ++l) lane_bits[l] = static_cast<U>(U{1} << l);
+      const BW bit = BW::load_aligned(lane_bits), zero(U{0}), v(static_cast<U>(one));
+      U* o = static_cast<U*>(out);
+      for (; i + 64 <= n; i += 64) {
+        const uint64_t word = simd::load_scalar<Arch, uint64_t>(bits + i / 8);
+        for (size_t j = 0; j < 64; j += L) {
+          const BW flags(static_cast<U>(word >> j));
+          xsimd::select((flags & bit) != zero, v, zero).store_unaligned(o + i + j);
+        }
+      }
+    }
+    for (; i < n; ++i) {
+      simd::store_scalar<Arch, U>(static_cast<char*>(out) + i * sizeof(U),
+                                  (bits[i / 8] >> (i % 8)) & 1u ? static_cast<U>(one) : U{0});
+    }
+  }
+
+  template <class U>
   static void bytes_to_mask(const uint8_t* bytes, size_t n, uint64_t one, void* out) {
     size_t i = 0;
     if constexpr (sizeof(U) == 1) {
@@ -146,6 +179,10 @@ void Stats<Arch>::fill(KernelTable& t) {
   t.count_bits = &Stats::count_bits;
   t.bytes_to_bits = &Stats::bytes_to_bits;
   t.bits_to_bytes = &Stats::bits_to_bytes;
+  t.bits_to_mask[0] = &Stats::bits_to_mask<uint8_t>;
+  t.bits_to_mask[1] = &Stats::bits_to_mask<uint16_t>;
+  t.bits_to_mask[2] = &Stats::bits_to_mask<uint32_t>;
+  t.bits_to_mask[3] = &Stats::bits_to_mask<uint64_t>;
   t.bytes_to_mask[0] = &Stats::bytes_to_mask<uint8_t>;
   t.bytes_to_mask[1] = &Stats::bytes_to_mask<uint16_t>;
   t.bytes_to_mask[2] = &Stats::bytes_to_mask<uint32_t>;

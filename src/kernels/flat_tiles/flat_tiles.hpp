@@ -1,0 +1,253 @@
+// flat_tiles: the two fused passes of block-norm pruning over flat 1 x bc tiles of f32 weights. One read
+// of weights and mask gives the tile keys, the old mask bits and the in-tile choice; one read of the keys
+// gives the new mask bits.
+#pragma once
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <type_traits>
+#include <utility>
+
+#include "kernels/dispatch.hpp"
+#include "kernels/reference.hpp"
+#include "kernels/select/select.hpp"
+#include "kernels/simd_util.hpp"
+
+namespace sparsity::kernels {
+
+/// Writes the mask bits of elements [e0, e0 + ne) (e0 a multiple of 64) from the tile flags `selected`
+/// (bit t - e0 / bc for tile t) and the in-tile choice `pruned_bits` (null: every element); compiled with
+/// the baseline flags (flat_tiles.cpp).
+void flat_expand_bits(const uint64_t* selected, size_t e0, size_t ne, size_t bc, const uint8_t* pruned_bits,
+                      uint8_t* bits);
+
+/// Flat-tile kernels of one ISA. Lanes are elements: a tile of bc <= lanes elements sits inside one batch,
+/// its sum runs along the lanes in element order (bc - 1 shifted adds), and its rank inside the tile
+/// compares every lane with the tile's other lanes (bc - 1 rotations). Wider tiles, and the elements
+/// after the last whole super-block, use the reference.
+template <class Arch>
+struct FlatTiles {
+  using BF = xsimd::batch<float, Arch>;
+  using BU = xsimd::batch<uint32_t, Arch>;
+  using BI = xsimd::batch<int32_t, Arch>;
+  static constexpr size_t L = BF::size;
+
+  static void fill(KernelTable& table);
+
+  template <bool ByteMask>
+  static void scores(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
+                     uint32_t* keys, uint8_t* old_bits, uint8_t* pruned_bits) {
+    const bool nm = zeros < bc;
+    size_t done = 0;
+    switch (bc) {
+      case 1: done = nm ? run<ByteMask, 1, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
+                        : run<ByteMask, 1, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits); break;
+      case 2: done = nm ? run<ByteMask, 2, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
+                        : run<ByteMask, 2, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits); break;
+      case 4: done = nm ? run<ByteMask, 4, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
+                        : run<ByteMask, 4, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits); break;
+      case 8: done = nm ? run<ByteMask, 8, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
+                        : run<ByteMask, 8, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits); break;
+      default: break;
+    }
+    if (done < n) {
+      const size_t msz = ByteMask ? 1 : 4;
+      flat_scores_reference<ByteMask>(static_cast<const char*>(w) + done * 4,
+                                      static_cast<const char*>(mask) + done * msz, n - done, bc, norm, zeros,
+                                      keys + done / static_cast<size_t>(bc), old_bits + done / 8,
+                                      nm ? pruned_bits + done / 8 : nullptr);
+    }
+  }
+
+  static void mask_bits(const uint32_t* keys, size_t n, int64_t bc, uint32_t threshold, size_t cut,
+                        const uint8_t* pruned_bits, uint8_t* bits) {
+    const size_t b = static_cast<size_t>(bc);
+    if (b > 8 || (b & (b - 1)) != 0) {
+      flat_mask_reference(keys, n, bc, threshold, cut, pruned_bits, bits);
+      return;
+    }
+    const size_t tiles = n / b;
+    constexpr size_t kTiles = 1024;  // tiles per block: a multiple of 64 and of every lane count
+    uint64_t selected[kTiles / 64];
+    const BI iota = lane_index();
+    const BU flip(0x80000000u);
+    const BI t_key = xsimd::bitwise_cast<BI>(BU(threshold) ^ flip);
+    for (size_t t0 = 0; t0 < tiles; t0 += kTiles) {
+      const size_t nt = std::min(kTiles, tiles - t0);
+      const size_t rel_cut = cut > t0 ? std::min(cut - t0, nt) : 0;
+      const BI cut_v(static_cast<int32_t>(rel_cut));
+      std::fill(selected, selected + kTiles / 64, uint64_t{0});
+      size_t t = 0;
+      for (; t + L <= nt; t += L) {
+        // Keys as signed integers (sign bit flipped) so that signed compares order them.
+        const BI k = xsimd::bitwise_cast<BI>(BU::load_unaligned(keys + t0 + t) ^ flip);
+        const auto sel = (k < t_key) | ((k == t_key) & ((iota + BI(static_cast<int32_t>(t))) < cut_v));
+        selected[t / 64] |= simd::movemask<Arch>(sel) << (t % 64);
+      }
+      for (; t < nt; ++t) {
+        const uint32_t k = keys[t0 + t];
+        const bool sel = k < threshold || (k == threshold && t < rel_cut);
+        selected[t / 64] |= static_cast<uint64_t>(sel) << (t % 64);
+      }
+      flat_expand_bits(selected, t0 * b, nt * b, b, pruned_bits, bits);
+    }
+    if (tiles * b < n) {  // not reached for n a multiple of bc; kept so any n gives whole bytes
+      const size_t e0 = tiles * b;
+      for (size_t i = e0; i < n; ++i) bits[i / 8] = static_cast<uint8_t>(bits[i / 8] | (1u << (i % 8)));
+    }
+  }
+
+ private:
+  template <size_t... Is, class F>
+  static void static_for_impl(std::index_sequence<Is...>, F&& f) {
+    (f(std::integral_constant<size_t, Is>{}), ...);
+  }
+  // f(std::integral_constant<size_t, i>) for i = 0 .. N - 1, unrolled.
+  template <size_t N, class F>
+  static void static_for(F&& f) {
+    static_for_impl(std::make_index_sequence<N>{}, f);
+  }
+
+  // Swizzle patterns: lane i takes lane i - 1 (the running tile sum moves one element on); lane i takes the
+  // lane R positions further inside its tile of BC; lane i takes the last lane of tile i - V * (L / BC)
+  // (compacting the sums of the V-th batch of a group of BC batches).
+  struct LaneBefore {
+    static constexpr uint32_t get(size_t i, size_t) { return i == 0 ? 0u : static_cast<uint32_t>(i - 1); }
+  };
+  template <size_t BC, size_t R>
+  struct RotateInTile {
+    static constexpr uint32_t get(size_t i, size_t) { return static_cast<uint32_t>(i / BC * BC + (i % BC + R) % BC); }
+  };
+  template <size_t BC, size_t V>
+  struct TileEnds {
+    static constexpr uint32_t get(size_t i, size_t size) {
+      return i / (size / BC) == V ? static_cast<uint32_t>(BC * (i % (size / BC)) + BC - 1) : 0u;
+    }
+  };
+
+  // 1 in the lanes whose rotation by R reads a lower position of their tile (q <= k counts there).
+  template <size_t BC, size_t R>
+  struct LowerAfterRotation {
+    static constexpr int32_t get(size_t i, size_t) { return i % BC >= BC - R ? 1 : 0; }
+  };
+  // The lanes that receive the tile sums of the V-th batch of a group of BC batches.
+  template <size_t BC, size_t V>
+  struct InGroup {
+    static constexpr bool get(size_t i, size_t size) { return i / (size / BC) == V; }
+  };
+
+  static BI lane_index() {
+    alignas(64) int32_t a[L];
+    for (size_t l = 0; l < L; ++l) a[l] = static_cast<int32_t>(l);
+    return BI::load_aligned(a);
+  }
+
+  // Keep bits of L mask bytes.
+  static uint64_t byte_keep_bits(const uint8_t* m) {
+    uint64_t out = 0;
+    for (size_t j = 0; j < L; j += 8) {
+      uint64_t x = 0;
+      std::memcpy(&x, m + j, std::min<size_t>(8, L - j));
+      out |= simd::nonzero_bytes_to_bits<Arch>(x) << j;
+    }
+    return out;
+  }
+
+  // Whole super-blocks of max(64, BC * L) elements; returns the number of elements done.
+  template <bool ByteMask, size_t BC, bool NM>
+  static size_t run(const void* w, const void* mask, size_t n, Norm norm, int64_t zeros, uint32_t* keys,
+                    uint8_t* old_bits, uint8_t* pruned_bits) {
+    if constexpr (BC > L) {
+      return 0;
+    } else {
+      constexpr size_t G = L / BC;                              // tiles per batch
+      constexpr size_t S = std::max<size_t>(64, BC * L);        // elements per super-block
+      constexpr size_t kVectors = S / L;
+      const uint32_t* wp = static_cast<const uint32_t*>(w);
+      alignas(64) uint32_t bit_of_lane[L];
+      for (size_t l = 0; l < L; ++l) bit_of_lane[l] = 1u << l;
+      const BU lane_bit = BU::load_aligned(bit_of_lane);
+      const BU value_bits(0x7fffffffu), u_zero(0u);
+      const BI magnitude(0x7fffffff), nan_key(0x7f800001), limit(static_cast<int32_t>(zeros));
+      const BF count(static_cast<float>(BC)), qnan(std::numeric_limits<float>::quiet_NaN());
+      const bool l1 = norm == Norm::L1;
+      const size_t blocks = n / S;
+      for (size_t blk = 0; blk < blocks; ++blk) {
+        const size_t base = blk * S;
+        uint64_t old_w[S / 64] = {};
+        uint64_t pruned_w[S / 64] = {};
+        for (size_t g = 0; g < kVectors / BC; ++g) {
+          BF sums(0.f);
+          static_for<BC>([&](auto vc) {
+            constexpr size_t v = decltype(vc)::value;
+            const size_t vi = g * BC + v;  // batch index inside the super-block
+            const size_t i = base + vi * L;
+            xsimd::batch_bool<uint32_t, Arch> keep;
+            uint64_t kb;
+            if constexpr (ByteMask) {
+              kb = byte_keep_bits(static_cast<const uint8_t*>(mask) + i);
+              keep = (BU(static_cast<uint32_t>(kb)) & lane_bit) != u_zero;
+            } else {
+              const BU m = BU::load_unaligned(static_cast<const uint32_t*>(mask) + i);
+              keep = (m & value_bits) != u_zero;
+              kb = simd::movemask<Arch>(keep);
+            }
+            old_w[vi * L / 64] |= kb << (vi * L % 64);
+            const BF x = xsimd::bitwise_cast<BF>(xsimd::select(keep, BU::load_unaligned(wp + i), u_zero));
+            const BF e = l1 ? xsimd::abs(x) : simd::opaque<Arch>(x * x);
+            if constexpr (BC == 1) {
+              sums = e;
+            } else {
+              constexpr auto before = xsimd::make_batch_constant<BU, LaneBefore>();
+              BF s = e;
+              static_for<BC - 1>([&](auto) { s = xsimd::swizzle(s, before) + e; });
+              constexpr auto ends = xsimd::make_batch_constant<BU, TileEnds<BC, v>>();
+              constexpr auto in_group = xsimd::make_batch_bool_constant<BF, InGroup<BC, v>>();
+              sums = xsimd::select(in_group, xsimd::swizzle(s, ends), sums);
+            }
+            if constexpr (NM) {
+              // Element keys: the score's bits without the sign (scores are +0 or more, or NaN), every NaN
+              // just above +inf; so keys are in [0, 2^31) and their differences cannot overflow.
+              const BI k = xsimd::min(xsimd::bitwise_cast<BI>(e) & magnitude, nan_key);
+              BI rank(0);
+              static_for<BC - 1>([&](auto rc) {
+                constexpr size_t r = decltype(rc)::value + 1;
+                constexpr auto rot = xsimd::make_batch_constant<BU, RotateInTile<BC, r>>();
+                // Counts q < k, or q <= k where the rotation reads a lower position: the sign of q - k - w.
+                constexpr auto lower = xsimd::make_batch_constant<BI, LowerAfterRotation<BC, r>>();
+                rank -= (xsimd::swizzle(k, rot) - k - BI(lower)) >> 31;
+              });
+              pruned_w[vi * L / 64] |= simd::movemask<Arch>(rank < limit) << (vi * L % 64);
+            }
+          });
+          BF mean = sums / count;
+          mean = xsimd::select(xsimd::isnan(mean), qnan, mean);
+          OrderKeys<Arch, uint32_t>::keys(xsimd::bitwise_cast<BU>(mean)).store_unaligned(keys + base / BC + g * L);
+        }
+        std::memcpy(old_bits + base / 8, old_w, S / 8);
+        if constexpr (NM) std::memcpy(pruned_bits + base / 8, pruned_w, S / 8);
+      }
+      return blocks * S;
+    }
+  }
+};
+
+template <class Arch>
+void FlatTiles<Arch>::fill(KernelTable& t) {
+  t.flat_scores[0] = &FlatTiles::scores<false>;
+  t.flat_scores[1] = &FlatTiles::scores<true>;
+  t.flat_mask = &FlatTiles::mask_bits;
+}
+
+extern template struct FlatTiles<xsimd::sse2>;
+#ifdef SPARSITY_HAVE_AVX2
+extern template struct FlatTiles<xsimd::avx2>;
+#endif
+#ifdef SPARSITY_HAVE_AVX512
+extern template struct FlatTiles<xsimd::avx512bw>;
+#endif
+
+}  // namespace sparsity::kernels
