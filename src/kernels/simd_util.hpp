@@ -65,6 +65,21 @@ inline void stream_fence() {
   _mm_sfence();
 }
 
+/// The next batch<uint32_t>::size bytes at p, zero-extended to 32-bit lanes.
+template <class Arch>
+inline xsimd::batch<uint32_t, Arch> load_widen_u8(const uint8_t* p) {
+  if constexpr (is_avx512<Arch>) {
+    return _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  } else if constexpr (is_avx<Arch>) {
+    return _mm256_cvtepu8_epi32(_mm_loadl_epi64(reinterpret_cast<const __m128i*>(p)));
+  } else {
+    int32_t four;
+    std::memcpy(&four, p, 4);
+    const __m128i zero = _mm_setzero_si128();
+    return _mm_unpacklo_epi16(_mm_unpacklo_epi8(_mm_cvtsi32_si128(four), zero), zero);
+  }
+}
+
 /// Bit l set iff lane l of a 32-bit-lane condition is true.
 template <class Arch, class T>
 inline uint64_t movemask(const xsimd::batch_bool<T, Arch>& b) {

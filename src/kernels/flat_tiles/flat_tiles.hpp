@@ -145,17 +145,6 @@ struct FlatTiles {
     return BI::load_aligned(a);
   }
 
-  // Keep bits of L mask bytes.
-  static uint64_t byte_keep_bits(const uint8_t* m) {
-    uint64_t out = 0;
-    for (size_t j = 0; j < L; j += 8) {
-      uint64_t x = 0;
-      std::memcpy(&x, m + j, std::min<size_t>(8, L - j));
-      out |= simd::nonzero_bytes_to_bits<Arch>(x) << j;
-    }
-    return out;
-  }
-
   // Whole super-blocks of max(64, BC * L) elements; returns the number of elements done.
   template <bool ByteMask, size_t BC, bool NM>
   static size_t run(const void* w, const void* mask, size_t n, Norm norm, int64_t zeros, uint32_t* keys,
@@ -167,9 +156,6 @@ struct FlatTiles {
       constexpr size_t S = std::max<size_t>(64, BC * L);        // elements per super-block
       constexpr size_t kVectors = S / L;
       const uint32_t* wp = static_cast<const uint32_t*>(w);
-      alignas(64) uint32_t bit_of_lane[L];
-      for (size_t l = 0; l < L; ++l) bit_of_lane[l] = 1u << l;
-      const BU lane_bit = BU::load_aligned(bit_of_lane);
       const BU value_bits(0x7fffffffu), u_zero(0u);
       const BI magnitude(0x7fffffff), nan_key(0x7f800001), limit(static_cast<int32_t>(zeros));
       const BF count(static_cast<float>(BC)), qnan(std::numeric_limits<float>::quiet_NaN());
@@ -185,18 +171,15 @@ struct FlatTiles {
             constexpr size_t v = decltype(vc)::value;
             const size_t vi = g * BC + v;  // batch index inside the super-block
             const size_t i = base + vi * L;
-            xsimd::batch_bool<uint32_t, Arch> keep;
-            uint64_t kb;
-            if constexpr (ByteMask) {
-              kb = byte_keep_bits(static_cast<const uint8_t*>(mask) + i);
-              keep = (BU(static_cast<uint32_t>(kb)) & lane_bit) != u_zero;
-            } else {
-              const BU m = BU::load_unaligned(static_cast<const uint32_t*>(mask) + i);
-              keep = (m & value_bits) != u_zero;
-              kb = simd::movemask<Arch>(keep);
-            }
+            const BU m = ByteMask ? simd::load_widen_u8<Arch>(static_cast<const uint8_t*>(mask) + i)
+                                  : BU::load_unaligned(static_cast<const uint32_t*>(mask) + i);
+            // Byte masks: any non-zero byte; f32 masks: any non-zero value (-0.0 is zero).
+            const auto keep = (ByteMask ? m : (m & value_bits)) != u_zero;
+            const uint64_t kb = simd::movemask<Arch>(keep);
             old_w[vi * L / 64] |= kb << (vi * L % 64);
-            const BF x = xsimd::bitwise_cast<BF>(xsimd::select(keep, BU::load_unaligned(wp + i), u_zero));
+            // A plain load (opaque: not folded into a load masked by `keep`, which would wait for the mask).
+            const BU wv = simd::opaque<Arch>(BU::load_unaligned(wp + i));
+            const BF x = xsimd::bitwise_cast<BF>(xsimd::select(keep, wv, u_zero));
             const BF e = l1 ? xsimd::abs(x) : simd::opaque<Arch>(x * x);
             if constexpr (BC == 1) {
               sums = e;
