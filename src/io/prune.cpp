@@ -2,6 +2,7 @@
 #include "sparsity/io/prune.hpp"
 
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -9,10 +10,13 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <map>
+#include <memory>
 #include <mutex>
+#include <new>
 #include <set>
 #include <thread>
 
@@ -215,6 +219,34 @@ std::vector<Json> resolve_targets(const Checkpoint& model, const PruneConfig& co
   return entries;
 }
 
+// Working memory of one worker, reused across its tensors (no fresh pages per tensor) and freed when it
+// ends: the weight read from the file, the mask, and the slices on their way to the outputs.
+class WorkerScratch {
+ public:
+  // At least n bytes, 2 MiB aligned and advised for huge pages (a few faults per tensor, not one per 4 KiB).
+  uint8_t* weight(size_t n) {
+    if (n > weight_cap_) {
+      weight_.reset();
+      void* p = nullptr;
+      constexpr size_t kHuge = size_t{2} << 20;
+      const size_t cap = (n + kHuge - 1) / kHuge * kHuge;
+      if (::posix_memalign(&p, kHuge, cap) != 0) throw std::bad_alloc();
+      ::madvise(p, cap, MADV_HUGEPAGE);
+      weight_.reset(static_cast<uint8_t*>(p));
+      weight_cap_ = cap;
+    }
+    return weight_.get();
+  }
+  std::vector<uint8_t> mask, slice, mask_slice;
+
+ private:
+  struct Free {
+    void operator()(uint8_t* p) const noexcept { std::free(p); }
+  };
+  std::unique_ptr<uint8_t, Free> weight_;
+  size_t weight_cap_ = 0;
+};
+
 PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_where) {
   using Clock = std::chrono::steady_clock;
   const Checkpoint model = Checkpoint::open(opt.model);
@@ -348,7 +380,7 @@ PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_
   const uint64_t total_bytes = std::max<uint64_t>(model.data_bytes(), 1);
   const int64_t steps_before = opt.resume.empty() ? 0 : resumed.steps;
 
-  auto run_target = [&](const CheckpointEntry& e, size_t ti, size_t j) {
+  auto run_target = [&](const CheckpointEntry& e, size_t ti, size_t j, WorkerScratch& scratch) {
     const auto start = Clock::now();
     const TensorInfo& info = *e.info;
     const std::string fqn = info.name;
@@ -356,7 +388,6 @@ PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_
     res.report.fqn = fqn;
     res.report.dtype = info.dtype_name;
     res.report.shape = info.shape;
-    e.file->prefetch(info);
 
     // The module tree down to this tensor, holding a read-only view of the mapped weight.
     const auto parts = split_fqn(fqn);
@@ -367,14 +398,17 @@ PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_
       cur->register_module(parts[i], child);
       cur = child;
     }
-    Tensor weight = e.file->tensor(fqn);
+    // The weight is read into the worker's buffer (one kernel copy from the page cache) rather than
+    // viewed through the mapping, whose 4 KiB pages would each be faulted in for a single pass.
+    uint8_t* wbuf = scratch.weight(std::max<uint64_t>(info.nbytes(), 1));
+    e.file->read(info, 0, wbuf, info.nbytes());
+    const Tensor weight = Tensor::from_blob(static_cast<const void*>(wbuf), info.shape, *info.dtype);
     cur->register_parameter(parts.back(), weight);
 
     auto sparsifier = make_sparsifier(cfg.sparsifier, cfg.defaults);
     ConfigEntry entry(targets[ti]);
-    // The mask lives in a per-thread buffer reused across tensors (no fresh pages per tensor).
     const size_t n = static_cast<size_t>(info.numel());
-    thread_local std::vector<uint8_t> mask_buffer;
+    std::vector<uint8_t>& mask_buffer = scratch.mask;
     if (mask_buffer.size() < std::max<size_t>(n, 1)) mask_buffer.resize(std::max<size_t>(n, 1));
     std::memset(mask_buffer.data(), 1, n);
     entry.mask = Tensor::from_blob(static_cast<void*>(mask_buffer.data()), info.shape, DType::u8);
@@ -422,8 +456,9 @@ PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_
     if (!out_writers.empty()) {
       const size_t esize = size_of(*info.dtype);
       const size_t slice = std::max<size_t>(1, (4u << 20) / esize);
-      std::vector<uint8_t> buf(std::min(n, slice) * esize);
-      const uint8_t* src = e.file->bytes(info);
+      std::vector<uint8_t>& buf = scratch.slice;
+      if (buf.size() < std::min(n, slice) * esize) buf.resize(std::min(n, slice) * esize);
+      const uint8_t* src = wbuf;
       for (size_t off = 0; off < n; off += slice) {
         const size_t cnt = std::min(slice, n - off);
         kernels::apply_mask_bytes(*info.dtype, src + off * esize, bytes + off, buf.data(), cnt);
@@ -432,9 +467,11 @@ PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_
     }
     if (mask_writer) {
       // U8 masks hold exactly 0 or 1.
-      std::vector<uint8_t> norm(std::min<size_t>(n, 4u << 20));
-      for (size_t off = 0; off < n; off += norm.size()) {
-        const size_t cnt = std::min(norm.size(), n - off);
+      constexpr size_t kSlice = 4u << 20;
+      std::vector<uint8_t>& norm = scratch.mask_slice;
+      if (norm.size() < std::min(n, kSlice)) norm.resize(std::min(n, kSlice));
+      for (size_t off = 0; off < n; off += kSlice) {
+        const size_t cnt = std::min(kSlice, n - off);
         for (size_t k = 0; k < cnt; ++k) norm[k] = bytes[off + k] != 0;
         mask_writer->write(ti, off, norm.data(), cnt);
       }
@@ -451,11 +488,11 @@ PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_
     // Let the disk start on this tensor while the next one is computed.
     if (!out_writers.empty()) out_writers[e.shard]->start_writeback();
     if (mask_writer) mask_writer->start_writeback();
-    e.file->release(info);
     res.report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   };
 
   auto worker = [&]() {
+    WorkerScratch scratch;
     for (;;) {
       if (failed.load()) return;
       const size_t j = next_job.fetch_add(1);
@@ -465,7 +502,7 @@ PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_
         auto t = target_of.find(e.info->name);
         if (t != target_of.end()) {
           try {
-            run_target(e, t->second, j);
+            run_target(e, t->second, j, scratch);
           } catch (const Error& err) {
             std::string msg = err.what();
             // Library messages without a location get the tensor's.
