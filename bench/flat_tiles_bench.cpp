@@ -28,7 +28,8 @@ void run_scores(benchmark::State& state, bool byte_mask, int64_t zeros, Isa isa)
                               keys.data(), old_bits.data(), pruned.data());
     benchmark::DoNotOptimize(keys.data());
   }
-  const int64_t bytes = static_cast<int64_t>(n * 4 + n * (byte_mask ? 1 : 4) + n + n / 8 * (zeros < 4 ? 2 : 1));
+  const int64_t bytes =
+      static_cast<int64_t>(n * 4 + n * (byte_mask ? 1 : 4) + n + n / 8 * (zeros < 4 ? 2 : 1));
   set_rates(state, static_cast<int64_t>(n), bytes);
 }
 
@@ -55,7 +56,8 @@ const bool registered = [] {
       for (int64_t zeros : {4, 2}) {
         const std::string name = std::string("BM_FlatTileScores<") + (byte_mask ? "u8," : "f32,") +
                                  std::to_string(zeros) + "," + kernels::to_string(isa) + ">";
-        benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run_scores(s, byte_mask, zeros, isa); })
+        benchmark::RegisterBenchmark(name.c_str(),
+                                     [=](benchmark::State& s) { run_scores(s, byte_mask, zeros, isa); })
             ->Arg(1 << 14)
             ->Arg(1 << 24)
             ->UseRealTime();

@@ -35,7 +35,7 @@ void flat_tile_scores(const void* w, const void* mask, DType mask_dtype, size_t 
 
 /// Pass 2 (FlatMaskFn) on the active ISA: new mask bits of n elements whose first tile has index `tile0`
 /// in the threshold's numbering.
-void flat_tile_mask(const uint32_t* keys, size_t n, int64_t bc, KeyThreshold<uint32_t> threshold, size_t tile0,
-                    const uint8_t* pruned_bits, uint8_t* bits);
+void flat_tile_mask(const uint32_t* keys, size_t n, int64_t bc, KeyThreshold<uint32_t> threshold,
+                    size_t tile0, const uint8_t* pruned_bits, uint8_t* bits);
 
 }  // namespace sparsity::kernels

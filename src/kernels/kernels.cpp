@@ -237,7 +237,8 @@ void bits_to_mask(const uint8_t* bits, size_t n, DType dtype, void* mask) {
   check_ptr(mask, n, "bits_to_mask", "mask");
   const size_t es = size_of(dtype);
   // Element-misaligned outputs take the reference, which stores through memcpy.
-  const KernelTable& table = reinterpret_cast<uintptr_t>(mask) % es == 0 ? active_table() : table_for(Isa::scalar);
+  const KernelTable& table =
+      reinterpret_cast<uintptr_t>(mask) % es == 0 ? active_table() : table_for(Isa::scalar);
   const BitsToMaskFn fn = table.bits_to_mask[size_index(es)];
   const uint64_t one = one_bits(dtype);
   parallel_for(static_cast<int64_t>(n), 1, 64, [&](int64_t b, int64_t e) {
@@ -272,14 +273,15 @@ void mask_to_bytes(DType dtype, const void* mask, size_t n, uint8_t* bytes) {
 void flat_tile_scores(const void* w, const void* mask, DType mask_dtype, size_t n, int64_t bc, Norm norm,
                       int64_t zeros, uint32_t* keys, uint8_t* old_bits, uint8_t* pruned_bits) {
   SPARSITY_CHECK(flat_tiles_supported(bc) && n % static_cast<size_t>(bc) == 0, InvalidArgument,
-                 "flat_tile_scores: block width ", bc, " must be 1, 2, 4, 8 or 16 and divide ", n, " elements");
+                 "flat_tile_scores: block width ", bc, " must be 1, 2, 4 or 8 and divide ", n, " elements");
   const bool byte_mask = mask_dtype == DType::u8 || mask_dtype == DType::bool_;
   SPARSITY_CHECK(byte_mask || mask_dtype == DType::f32, InvalidArgument,
                  "flat_tile_scores: mask dtype must be f32, u8 or bool, got ", to_string(mask_dtype));
   check_ptr(w, n, "flat_tile_scores", "w");
   check_ptr(mask, n, "flat_tile_scores", "mask");
   // The SIMD variants load 32-bit lanes: element-misaligned buffers take the reference.
-  const bool aligned = reinterpret_cast<uintptr_t>(w) % 4 == 0 && (byte_mask || reinterpret_cast<uintptr_t>(mask) % 4 == 0);
+  const bool aligned =
+      reinterpret_cast<uintptr_t>(w) % 4 == 0 && (byte_mask || reinterpret_cast<uintptr_t>(mask) % 4 == 0);
   const KernelTable& table = aligned ? active_table() : table_for(Isa::scalar);
   table.flat_scores[byte_mask ? 1 : 0](w, mask, n, bc, norm, zeros, keys, old_bits, pruned_bits);
 }
@@ -287,7 +289,7 @@ void flat_tile_scores(const void* w, const void* mask, DType mask_dtype, size_t 
 void flat_tile_mask(const uint32_t* keys, size_t n, int64_t bc, KeyThreshold<uint32_t> threshold, size_t tile0,
                     const uint8_t* pruned_bits, uint8_t* bits) {
   SPARSITY_CHECK(flat_tiles_supported(bc) && n % static_cast<size_t>(bc) == 0, InvalidArgument,
-                 "flat_tile_mask: block width ", bc, " must be 1, 2, 4, 8 or 16 and divide ", n, " elements");
+                 "flat_tile_mask: block width ", bc, " must be 1, 2, 4 or 8 and divide ", n, " elements");
   const size_t tiles = n / static_cast<size_t>(bc);
   const size_t cut = threshold.cut > tile0 ? std::min(threshold.cut - tile0, tiles) : 0;
   active_table().flat_mask(keys, n, bc, threshold.key, cut, pruned_bits, bits);

@@ -255,7 +255,9 @@ void bits_to_bytes_reference(const uint8_t* bits, size_t n, uint8_t* bytes) {
 }
 template <class U>
 void bits_to_mask_reference(const uint8_t* bits, size_t n, uint64_t one, void* out) {
-  for (size_t i = 0; i < n; ++i) store_u<U>(out, i, (bits[i / 8] >> (i % 8)) & 1u ? static_cast<U>(one) : U{0});
+  for (size_t i = 0; i < n; ++i) {
+    store_u<U>(out, i, (bits[i / 8] >> (i % 8)) & 1u ? static_cast<U>(one) : U{0});
+  }
 }
 template <class U>
 void bytes_to_mask_reference(const uint8_t* bytes, size_t n, uint64_t one, void* out) {
@@ -279,7 +281,8 @@ void flat_scores_reference(const void* w, const void* mask, size_t n, int64_t bc
     float sum = 0;
     for (size_t j = 0; j < b; ++j) {
       const size_t i = t * b + j;
-      const bool keep = ByteMask ? load_u<uint8_t>(mask, i) != 0 : (load_u<uint32_t>(mask, i) & 0x7fffffffu) != 0;
+      const bool keep =
+          ByteMask ? load_u<uint8_t>(mask, i) != 0 : (load_u<uint32_t>(mask, i) & 0x7fffffffu) != 0;
       const float x = keep ? load_u<float>(w, i) : 0.0f;
       e[j] = norm == Norm::L1 ? std::fabs(x) : x * x;
       sum += e[j];

@@ -236,7 +236,8 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
   const int64_t tiles_r = (rows + br - 1) / br, tiles_c = (cols + bc - 1) / bc;
   const size_t L = static_cast<size_t>(tiles_r) * static_cast<size_t>(tiles_c);
 
-  const int threads = static_cast<int>(std::min<int64_t>(kernels::num_threads(), (static_cast<int64_t>(n) >> 14) + 1));
+  const int threads =
+      static_cast<int>(std::min<int64_t>(kernels::num_threads(), (static_cast<int64_t>(n) >> 14) + 1));
   // A custom norm is user code: called from this thread only (it may throw or be thread-unsafe), and
   // outside any OpenMP region, which an exception must never leave.
   const bool parallel = threads > 1 && n >= (size_t{1} << 16) && !custom;
@@ -288,15 +289,18 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
     const size_t ub = static_cast<size_t>(bc);
     for_each_chunk(n_chunks, [&](int64_t c) {
       const size_t off = static_cast<size_t>(c) * kChunk, cn = std::min(kChunk, n - off);
-      kernels::flat_tile_scores(w + off * 4, out_base + off * msz, mdt_in, cn, bc, options_.norm_, zeros, keys + off / ub,
-                                old_bits + off / 8, flat_nm ? pruned_bits + off / 8 : nullptr);
+      uint8_t* pruned = flat_nm ? pruned_bits + off / 8 : nullptr;
+      kernels::flat_tile_scores(w + off * 4, out_base + off * msz, mdt_in, cn, bc, options_.norm_, zeros,
+                                keys + off / ub, old_bits + off / 8, pruned);
     });
-    const kernels::KeyThreshold<uint32_t> threshold = kernels::select_threshold_u32(keys, L, all_tiles ? L : k_of(L));
+    const kernels::KeyThreshold<uint32_t> threshold =
+        kernels::select_threshold_u32(keys, L, all_tiles ? L : k_of(L));
     for_each_chunk(n_chunks, [&](int64_t c) {
       const size_t off = static_cast<size_t>(c) * kChunk, cn = std::min(kChunk, n - off);
       Buffers& local = thread_buffers(0);
       uint8_t* fresh = grow_scratch(local.bytes, local.bytes_cap, kChunk / 8);
-      kernels::flat_tile_mask(keys + off / ub, cn, bc, threshold, off / ub, flat_nm ? pruned_bits + off / 8 : nullptr, fresh);
+      kernels::flat_tile_mask(keys + off / ub, cn, bc, threshold, off / ub,
+                              flat_nm ? pruned_bits + off / 8 : nullptr, fresh);
       // Steps that keep the mask (the sticky steady state) write nothing.
       if (std::memcmp(fresh, old_bits + off / 8, (cn + 7) / 8) == 0) return;
       kernels::bits_to_mask(fresh, cn, mdt_in, out_base + off * msz);

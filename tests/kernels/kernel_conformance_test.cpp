@@ -481,6 +481,42 @@ TEST(KernelReference, CountsAndConversions) {
   EXPECT_EQ(nz[1], 1);
   EXPECT_EQ(nz[2], 0);
   EXPECT_EQ(nz[3], 1);
+  // bits 0x09, 0x01 -> f32 mask {1, 0, 0, 1, 0, 0, 0, 0, 1}
+  float fm[9];
+  ref.bits_to_mask[2](bits, 9, 0x3f800000u, fm);
+  for (int i = 0; i < 9; ++i) EXPECT_EQ(fm[i], want[i] ? 1.0f : 0.0f) << i;
+}
+
+// The public entry point: every dtype's 1, element-misaligned outputs, and more than one thread's piece.
+TEST(KernelEntryPoints, BitsToMaskEveryDtypeAndAlignment) {
+  const size_t n = 200003;
+  std::vector<uint8_t> bits((n + 7) / 8);
+  std::mt19937 rng(3);
+  for (auto& b : bits) b = static_cast<uint8_t>(rng());
+  auto bit = [&](size_t i) { return ((bits[i / 8] >> (i % 8)) & 1u) != 0; };
+  set_num_threads(2);
+  for (DType dt : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::u8, DType::bool_}) {
+    const size_t es = size_of(dt);
+    std::vector<uint8_t> out(n * es + 1);
+    bits_to_mask(bits.data(), n, dt, out.data() + 1);  // misaligned for every multi-byte dtype
+    std::vector<uint8_t> aligned(n * es);
+    bits_to_mask(bits.data(), n, dt, aligned.data());
+    EXPECT_EQ(std::memcmp(out.data() + 1, aligned.data(), n * es), 0) << to_string(dt);
+    size_t wrong = 0;
+    for (size_t i = 0; i < n; ++i) {
+      double v = 0;
+      switch (dt) {
+        case DType::f32: { float f; std::memcpy(&f, &aligned[i * 4], 4); v = f; break; }
+        case DType::f64: std::memcpy(&v, &aligned[i * 8], 8); break;
+        case DType::f16: { uint16_t h; std::memcpy(&h, &aligned[i * 2], 2); v = h == 0x3c00 ? 1 : h == 0 ? 0 : -1; break; }
+        case DType::bf16: { uint16_t h; std::memcpy(&h, &aligned[i * 2], 2); v = h == 0x3f80 ? 1 : h == 0 ? 0 : -1; break; }
+        default: v = aligned[i]; break;
+      }
+      wrong += v != (bit(i) ? 1.0 : 0.0);
+    }
+    EXPECT_EQ(wrong, 0u) << to_string(dt);
+  }
+  set_num_threads(1);
 }
 
 // Two tiles of four, L1, two zeros per tile, f32 mask with a pruned element and a -0.0 (pruned too):

@@ -266,7 +266,8 @@ TEST(WeightNormSparsifier, GoldenMasksWithEveryMaskDtype) {
     kernels::ScopedIsaOverride force(isa);
     for (DType mdt : {DType::u8, DType::bool_, DType::f64}) {
       for (const auto& g : goldens) {
-        EXPECT_EQ(run_golden(g, mdt), "") << g.name << " mask " << to_string(mdt) << " isa " << kernels::to_string(isa);
+        EXPECT_EQ(run_golden(g, mdt), "")
+            << g.name << " mask " << to_string(mdt) << " isa " << kernels::to_string(isa);
       }
     }
   }
@@ -288,8 +289,9 @@ TEST(WeightNormSparsifier, FlatTilePathMatchesGeneralPath) {
     std::optional<int64_t> zeros;
     kernels::Norm norm;
   };
-  const Case cases[] = {{1, std::nullopt, kernels::Norm::L2}, {2, 1, kernels::Norm::L1}, {4, std::nullopt, kernels::Norm::L2},
-                        {4, 2, kernels::Norm::L1},            {8, 3, kernels::Norm::L2}, {8, std::nullopt, kernels::Norm::L1}};
+  using kernels::Norm;
+  const Case cases[] = {{1, std::nullopt, Norm::L2}, {2, 1, Norm::L1}, {4, std::nullopt, Norm::L2},
+                        {4, 2, Norm::L1},            {8, 3, Norm::L2}, {8, std::nullopt, Norm::L1}};
   for (kernels::Isa isa : kernels::available_isas()) {
     kernels::ScopedIsaOverride force(isa);
     for (int threads : {1, 2}) {
@@ -299,8 +301,9 @@ TEST(WeightNormSparsifier, FlatTilePathMatchesGeneralPath) {
         const DType mdts[] = {DType::f64, DType::f32, DType::u8};
         for (int v = 0; v < 3; ++v) {
           auto model = one_layer(w.clone());
-          WeightNormSparsifier sp(
-              WeightNormOptions().sparsity_level(0.3).sparse_block_shape(1, c.bc).zeros_per_block(c.zeros).norm(c.norm));
+          const auto opt =
+              WeightNormOptions().sparsity_level(0.3).sparse_block_shape(1, c.bc).zeros_per_block(c.zeros);
+          WeightNormSparsifier sp(WeightNormOptions(opt).norm(c.norm));
           auto config = config_for({"layer.weight"});
           config[0].mask = Tensor::ones({rows, cols}, mdts[v]);
           sp.prepare(model, config);

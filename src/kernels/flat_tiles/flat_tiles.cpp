@@ -1,8 +1,8 @@
 // Flat-tile kernels, scalar half (baseline flags): tile flags and in-tile choice to mask bits, by table.
+#include "kernels/flat_tiles/flat_tiles.hpp"
+
 #include <algorithm>
 #include <cstring>
-
-#include "kernels/flat_tiles/flat_tiles.hpp"
 
 namespace sparsity::kernels {
 
@@ -43,7 +43,8 @@ void flat_expand_bits(const uint64_t* selected, size_t e0, size_t ne, size_t bc,
     uint64_t expanded = flags;
     if (bc > 1) {
       expanded = 0;
-      for (size_t k = 0; k * 8 < per_word; ++k) expanded |= spread->v[(flags >> (8 * k)) & 0xffu] << (8 * bc * k);
+      for (size_t k = 0; k * 8 < per_word; ++k)
+        expanded |= spread->v[(flags >> (8 * k)) & 0xffu] << (8 * bc * k);
     }
     const size_t count = std::min<size_t>(64, ne - w * 64);
     const size_t nbytes = (count + 7) / 8;

@@ -43,15 +43,24 @@ struct FlatTiles {
     const bool nm = zeros < bc;
     size_t done = 0;
     switch (bc) {
-      case 1: done = nm ? run<ByteMask, 1, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
-                        : run<ByteMask, 1, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits); break;
-      case 2: done = nm ? run<ByteMask, 2, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
-                        : run<ByteMask, 2, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits); break;
-      case 4: done = nm ? run<ByteMask, 4, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
-                        : run<ByteMask, 4, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits); break;
-      case 8: done = nm ? run<ByteMask, 8, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
-                        : run<ByteMask, 8, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits); break;
-      default: break;
+      case 1:
+        done = nm ? run<ByteMask, 1, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
+                  : run<ByteMask, 1, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits);
+        break;
+      case 2:
+        done = nm ? run<ByteMask, 2, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
+                  : run<ByteMask, 2, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits);
+        break;
+      case 4:
+        done = nm ? run<ByteMask, 4, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
+                  : run<ByteMask, 4, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits);
+        break;
+      case 8:
+        done = nm ? run<ByteMask, 8, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
+                  : run<ByteMask, 8, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits);
+        break;
+      default:
+        break;
     }
     if (done < n) {
       const size_t msz = ByteMask ? 1 : 4;
@@ -119,7 +128,9 @@ struct FlatTiles {
   };
   template <size_t BC, size_t R>
   struct RotateInTile {
-    static constexpr uint32_t get(size_t i, size_t) { return static_cast<uint32_t>(i / BC * BC + (i % BC + R) % BC); }
+    static constexpr uint32_t get(size_t i, size_t) {
+      return static_cast<uint32_t>(i / BC * BC + (i % BC + R) % BC);
+    }
   };
   template <size_t BC, size_t V>
   struct TileEnds {
@@ -152,8 +163,8 @@ struct FlatTiles {
     if constexpr (BC > L) {
       return 0;
     } else {
-      constexpr size_t G = L / BC;                              // tiles per batch
-      constexpr size_t S = std::max<size_t>(64, BC * L);        // elements per super-block
+      constexpr size_t G = L / BC;                        // tiles per batch
+      constexpr size_t S = std::max<size_t>(64, BC * L);  // elements per super-block
       constexpr size_t kVectors = S / L;
       const uint32_t* wp = static_cast<const uint32_t*>(w);
       const BU value_bits(0x7fffffffu), u_zero(0u);
@@ -208,7 +219,8 @@ struct FlatTiles {
           });
           BF mean = sums / count;
           mean = xsimd::select(xsimd::isnan(mean), qnan, mean);
-          OrderKeys<Arch, uint32_t>::keys(xsimd::bitwise_cast<BU>(mean)).store_unaligned(keys + base / BC + g * L);
+          OrderKeys<Arch, uint32_t>::keys(xsimd::bitwise_cast<BU>(mean))
+              .store_unaligned(keys + base / BC + g * L);
         }
         std::memcpy(old_bits + base / 8, old_w, S / 8);
         if constexpr (NM) std::memcpy(pruned_bits + base / 8, pruned_w, S / 8);

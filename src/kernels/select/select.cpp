@@ -1,8 +1,10 @@
-// Radix select over order keys (made by an ISA's key kernel, or given): threshold, keys below it, ties by index.
+// Radix select over order keys (made by an ISA's key kernel, or given): threshold, keys below it, ties by
+// index.
+#include "kernels/select/select.hpp"
+
 #include <algorithm>
 #include <memory>
 
-#include "kernels/select/select.hpp"
 #include "util/scratch.hpp"
 
 namespace sparsity::kernels {
@@ -49,7 +51,8 @@ bool tied_threshold(const K* keys, size_t n, size_t k, KeyThreshold<K>* out) {
   const size_t stride = n / kSample;
   for (size_t i = 0; i < kSample; ++i) sample[i] = keys[i * stride];
   std::sort(sample, sample + kSample);
-  const size_t r = std::min(kSample - 1, static_cast<size_t>(static_cast<double>(k) / static_cast<double>(n) * kSample));
+  const size_t r =
+      std::min(kSample - 1, static_cast<size_t>(static_cast<double>(k) / static_cast<double>(n) * kSample));
   // The longest run of one key that reaches into the window around the k-th place.
   const size_t lo = r > kWindow ? r - kWindow : 0, hi = std::min(kSample, r + kWindow + 1);
   K candidate = sample[lo];
