@@ -41,23 +41,25 @@ struct FlatTiles {
   static void scores(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
                      uint32_t* keys, uint8_t* old_bits, uint8_t* pruned_bits) {
     const bool nm = zeros < bc;
+    // The SIMD body for a compile-time block width, with or without the in-tile choice.
+    auto body = [&](auto bc_const) {
+      constexpr size_t BC = decltype(bc_const)::value;
+      return nm ? run<ByteMask, BC, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
+                : run<ByteMask, BC, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits);
+    };
     size_t done = 0;
     switch (bc) {
       case 1:
-        done = nm ? run<ByteMask, 1, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
-                  : run<ByteMask, 1, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits);
+        done = body(std::integral_constant<size_t, 1>{});
         break;
       case 2:
-        done = nm ? run<ByteMask, 2, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
-                  : run<ByteMask, 2, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits);
+        done = body(std::integral_constant<size_t, 2>{});
         break;
       case 4:
-        done = nm ? run<ByteMask, 4, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
-                  : run<ByteMask, 4, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits);
+        done = body(std::integral_constant<size_t, 4>{});
         break;
       case 8:
-        done = nm ? run<ByteMask, 8, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
-                  : run<ByteMask, 8, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits);
+        done = body(std::integral_constant<size_t, 8>{});
         break;
       default:
         break;
