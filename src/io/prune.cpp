@@ -2,7 +2,6 @@
 #include "sparsity/io/prune.hpp"
 
 #include <fcntl.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -10,17 +9,16 @@
 #include <atomic>
 #include <cerrno>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <exception>
 #include <map>
 #include <memory>
 #include <mutex>
-#include <new>
 #include <set>
 #include <thread>
 
 #include "io/text.hpp"
+#include "util/scratch.hpp"
 #include "sparsity/io/state_file.hpp"
 #include "sparsity/kernels.hpp"
 #include "sparsity/sparsifier/fake_sparsity.hpp"
@@ -220,31 +218,9 @@ std::vector<Json> resolve_targets(const Checkpoint& model, const PruneConfig& co
 }
 
 // Working memory of one worker, reused across its tensors (no fresh pages per tensor) and freed when it
-// ends: the weight read from the file, the mask, and the slices on their way to the outputs.
-class WorkerScratch {
- public:
-  // At least n bytes, 2 MiB aligned and advised for huge pages (a few faults per tensor, not one per 4 KiB).
-  uint8_t* weight(size_t n) {
-    if (n > weight_cap_) {
-      weight_.reset();
-      void* p = nullptr;
-      constexpr size_t kHuge = size_t{2} << 20;
-      const size_t cap = (n + kHuge - 1) / kHuge * kHuge;
-      if (::posix_memalign(&p, kHuge, cap) != 0) throw std::bad_alloc();
-      ::madvise(p, cap, MADV_HUGEPAGE);
-      weight_.reset(static_cast<uint8_t*>(p));
-      weight_cap_ = cap;
-    }
-    return weight_.get();
-  }
-  std::vector<uint8_t> mask, slice, mask_slice;
-
- private:
-  struct Free {
-    void operator()(uint8_t* p) const noexcept { std::free(p); }
-  };
-  std::unique_ptr<uint8_t, Free> weight_;
-  size_t weight_cap_ = 0;
+// ends: the mask, and the slices on their way to the outputs.
+struct WorkerScratch {
+  ::sparsity::detail::Scratch<uint8_t> mask, slice, mask_slice;
 };
 
 PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_where) {
@@ -398,20 +374,16 @@ PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_
       cur->register_module(parts[i], child);
       cur = child;
     }
-    // The weight is read into the worker's buffer (one kernel copy from the page cache) rather than
-    // viewed through the mapping, whose 4 KiB pages would each be faulted in for a single pass.
-    uint8_t* wbuf = scratch.weight(std::max<uint64_t>(info.nbytes(), 1));
-    e.file->read(info, 0, wbuf, info.nbytes());
-    const Tensor weight = Tensor::from_blob(static_cast<const void*>(wbuf), info.shape, *info.dtype);
+    e.file->prefetch(info);
+    const Tensor weight = e.file->tensor(fqn);
     cur->register_parameter(parts.back(), weight);
 
     auto sparsifier = make_sparsifier(cfg.sparsifier, cfg.defaults);
     ConfigEntry entry(targets[ti]);
     const size_t n = static_cast<size_t>(info.numel());
-    std::vector<uint8_t>& mask_buffer = scratch.mask;
-    if (mask_buffer.size() < std::max<size_t>(n, 1)) mask_buffer.resize(std::max<size_t>(n, 1));
-    std::memset(mask_buffer.data(), 1, n);
-    entry.mask = Tensor::from_blob(static_cast<void*>(mask_buffer.data()), info.shape, DType::u8);
+    uint8_t* mask_buffer = scratch.mask.get(std::max<size_t>(n, 1));
+    std::memset(mask_buffer, 1, n);
+    entry.mask = Tensor::from_blob(static_cast<void*>(mask_buffer), info.shape, DType::u8);
     sparsifier->prepare(root, std::vector<ConfigEntry>{entry});
     std::unique_ptr<BaseScheduler> scheduler;
     if (!cfg.scheduler.is_null()) scheduler = make_scheduler(*sparsifier, cfg.scheduler);
@@ -456,24 +428,22 @@ PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_
     if (!out_writers.empty()) {
       const size_t esize = size_of(*info.dtype);
       const size_t slice = std::max<size_t>(1, (4u << 20) / esize);
-      std::vector<uint8_t>& buf = scratch.slice;
-      if (buf.size() < std::min(n, slice) * esize) buf.resize(std::min(n, slice) * esize);
-      const uint8_t* src = wbuf;
+      uint8_t* buf = scratch.slice.get(std::max<size_t>(std::min(n, slice) * esize, 1));
+      const uint8_t* src = e.file->bytes(info);
       for (size_t off = 0; off < n; off += slice) {
         const size_t cnt = std::min(slice, n - off);
-        kernels::apply_mask_bytes(*info.dtype, src + off * esize, bytes + off, buf.data(), cnt);
-        out_writers[e.shard]->write(local_index[j], off * esize, buf.data(), cnt * esize);
+        kernels::apply_mask_bytes(*info.dtype, src + off * esize, bytes + off, buf, cnt);
+        out_writers[e.shard]->write(local_index[j], off * esize, buf, cnt * esize);
       }
     }
     if (mask_writer) {
       // U8 masks hold exactly 0 or 1.
       constexpr size_t kSlice = 4u << 20;
-      std::vector<uint8_t>& norm = scratch.mask_slice;
-      if (norm.size() < std::min(n, kSlice)) norm.resize(std::min(n, kSlice));
+      uint8_t* norm = scratch.mask_slice.get(std::max<size_t>(std::min(n, kSlice), 1));
       for (size_t off = 0; off < n; off += kSlice) {
         const size_t cnt = std::min(kSlice, n - off);
         for (size_t k = 0; k < cnt; ++k) norm[k] = bytes[off + k] != 0;
-        mask_writer->write(ti, off, norm.data(), cnt);
+        mask_writer->write(ti, off, norm, cnt);
       }
     }
     if (!opt.state.empty()) {
@@ -488,6 +458,7 @@ PruneReport prune_checkpoint(const PruneOptions& opt, const std::string& config_
     // Let the disk start on this tensor while the next one is computed.
     if (!out_writers.empty()) out_writers[e.shard]->start_writeback();
     if (mask_writer) mask_writer->start_writeback();
+    e.file->release(info);
     res.report.seconds = std::chrono::duration<double>(Clock::now() - start).count();
   };
 

@@ -263,11 +263,8 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
   }
   void* m = ::mmap(nullptr, f->size_, PROT_READ, MAP_PRIVATE, fd, 0);
   const std::string map_error = m == MAP_FAILED ? sys_error() : "";
-  if (m == MAP_FAILED) {
-    ::close(fd);
-    fail(ErrorCode::Io, "cannot map: " + map_error, path, "");
-  }
-  f->fd_ = fd;
+  ::close(fd);
+  if (m == MAP_FAILED) fail(ErrorCode::Io, "cannot map: " + map_error, path, "");
   f->map_ = static_cast<const uint8_t*>(m);
   f->tensors_ = parse_header(f->map_, f->size_, path, &f->metadata_);
   f->data_begin_ = 8 + load_le64(f->map_);
@@ -277,7 +274,6 @@ std::shared_ptr<SafetensorsFile> SafetensorsFile::open(const std::string& path) 
 
 SafetensorsFile::~SafetensorsFile() {
   if (map_) ::munmap(const_cast<uint8_t*>(map_), size_);
-  if (fd_ >= 0) ::close(fd_);
 }
 
 const TensorInfo& SafetensorsFile::info(const std::string& name) const {
@@ -289,25 +285,6 @@ const TensorInfo& SafetensorsFile::info(const std::string& name) const {
 bool SafetensorsFile::contains(const std::string& name) const { return index_.count(name) != 0; }
 
 const uint8_t* SafetensorsFile::bytes(const TensorInfo& info) const { return map_ + data_begin_ + info.begin; }
-
-void SafetensorsFile::read(const TensorInfo& info, uint64_t offset, void* dst, size_t n) const {
-  SPARSITY_CHECK(offset <= info.nbytes() && n <= info.nbytes() - offset, OutOfRange, "read of ", n, " bytes at ",
-                 offset, " passes the end of ", info.nbytes(), " bytes (", printable(path_), ", ",
-                 tensor_where(info.name), ")");
-  uint8_t* p = static_cast<uint8_t*>(dst);
-  uint64_t pos = data_begin_ + info.begin + offset;
-  while (n > 0) {
-    const ssize_t r = ::pread(fd_, p, std::min<size_t>(n, size_t{1} << 30), static_cast<off_t>(pos));
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) {
-      fail(ErrorCode::Io, r < 0 ? "cannot read: " + sys_error() : std::string("unexpected end of file"), path_,
-           "byte offset " + std::to_string(pos));
-    }
-    p += r;
-    n -= static_cast<size_t>(r);
-    pos += static_cast<uint64_t>(r);
-  }
-}
 
 Tensor SafetensorsFile::tensor(const std::string& name) const {
   const TensorInfo& ti = info(name);

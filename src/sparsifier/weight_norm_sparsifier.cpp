@@ -80,13 +80,11 @@ Settings settings_of(const Json& config, const WeightNormOptions& o, const std::
   return s;
 }
 
-using ::sparsity::detail::grow_scratch;
+using ::sparsity::detail::Scratch;
 
 struct Buffers {
-  std::unique_ptr<uint8_t[]> bytes;
-  size_t bytes_cap = 0;
-  std::unique_ptr<double[]> scores;
-  size_t scores_cap = 0;
+  Scratch<uint8_t> bytes;
+  Scratch<double> scores;
 };
 
 Buffers& thread_buffers(int slot) {
@@ -260,14 +258,8 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
   auto trim_scratch = [&whole]() {
     // Keep the scratch for the next step unless it is unusually large.
     constexpr size_t kKeepBytes = size_t{64} << 20;
-    if (whole.bytes_cap > kKeepBytes) {
-      whole.bytes.reset();
-      whole.bytes_cap = 0;
-    }
-    if (whole.scores_cap * sizeof(double) > kKeepBytes) {
-      whole.scores.reset();
-      whole.scores_cap = 0;
-    }
+    if (whole.bytes.capacity() > kKeepBytes) whole.bytes.release();
+    if (whole.scores.capacity() * sizeof(double) > kKeepBytes) whole.scores.release();
   };
 
   // Flat tiles: f32 weights under their own FakeSparsity with a 1 x bc block that divides the columns. The
@@ -280,10 +272,10 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
     constexpr size_t kChunk = size_t{1} << 14;  // elements: a multiple of 64 and of every bc
     const int64_t n_chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
     const size_t bytes = (n + 7) / 8 + 8;
-    uint8_t* big = grow_scratch(whole.bytes, whole.bytes_cap, bytes * (flat_nm ? 2 : 1));
+    uint8_t* big = whole.bytes.get(bytes * (flat_nm ? 2 : 1));
     uint8_t* old_bits = big;
     uint8_t* pruned_bits = flat_nm ? big + bytes : nullptr;
-    uint32_t* keys = reinterpret_cast<uint32_t*>(grow_scratch(whole.scores, whole.scores_cap, (L + 1) / 2));
+    uint32_t* keys = reinterpret_cast<uint32_t*>(whole.scores.get((L + 1) / 2));
     const uint8_t* w = static_cast<const uint8_t*>(source.data_ptr());
     const size_t msz = size_of(mdt_in);
     const size_t ub = static_cast<size_t>(bc);
@@ -298,7 +290,7 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
     for_each_chunk(n_chunks, [&](int64_t c) {
       const size_t off = static_cast<size_t>(c) * kChunk, cn = std::min(kChunk, n - off);
       Buffers& local = thread_buffers(0);
-      uint8_t* fresh = grow_scratch(local.bytes, local.bytes_cap, kChunk / 8);
+      uint8_t* fresh = local.bytes.get(kChunk / 8);
       kernels::flat_tile_mask(keys + off / ub, cn, bc, threshold, off / ub,
                               flat_nm ? pruned_bits + off / 8 : nullptr, fresh);
       // Steps that keep the mask (the sticky steady state) write nothing.
@@ -319,13 +311,13 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
   // in its own slot: n/8 bytes of memory traffic instead of n. Then the tile flags [L].
   const size_t slot = (chunk_elems + 7) / 8;
   const size_t n_slots = static_cast<size_t>(n_chunks);
-  uint8_t* big = grow_scratch(whole.bytes, whole.bytes_cap, slot * n_slots * (nm ? 2 : 1) + L);
+  uint8_t* big = whole.bytes.get(slot * n_slots * (nm ? 2 : 1) + L);
   uint8_t* old_bits = big;
   uint8_t* pruned_bits = nm ? big + slot * n_slots : nullptr;
   uint8_t* selected = big + slot * n_slots * (nm ? 2 : 1);
   // Tile scores: f64 for f64 weights, else f32 (stored in the double buffer's bytes, two per double,
   // so 16M f32 scores stay within the kept scratch instead of being reallocated every step).
-  double* score_store = grow_scratch(whole.scores, whole.scores_cap, all_tiles ? 1 : (f64 ? L : (L + 1) / 2));
+  double* score_store = whole.scores.get(all_tiles ? 1 : (f64 ? L : (L + 1) / 2));
   float* scores32 = reinterpret_cast<float*>(score_store);
   double* scores64 = score_store;
 
@@ -349,7 +341,7 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
   };
   auto local_scratch = [&]() {
     Buffers& local = thread_buffers(0);
-    uint8_t* p = grow_scratch(local.bytes, local.bytes_cap, local_bytes);
+    uint8_t* p = local.bytes.get(local_bytes);
     Local l{};
     l.ob = p;
     l.pr = p + chunk_elems;
@@ -357,7 +349,7 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
     l.masked = p + 3 * chunk_elems;
     l.expand = l.masked + chunk_elems * wsz;
     l.bits = l.expand + cols;
-    l.elem = grow_scratch(local.scores, local.scores_cap, chunk_elems);
+    l.elem = local.scores.get(chunk_elems);
     return l;
   };
 

@@ -99,37 +99,6 @@ TEST(SafetensorsRead, HandWrittenFileGivesViewsOfItsBytes) {
   EXPECT_THROW(file->info("missing"), Error);
 }
 
-// read() copies an entry's bytes (from any offset inside it) and refuses ranges past its end, naming them.
-TEST(SafetensorsRead, ReadCopiesEntryBytesAndChecksTheRange) {
-  std::string data;
-  const float f[3] = {1.5f, -2.0f, 4.0f};
-  data.append(reinterpret_cast<const char*>(f), 12);
-  data.append("\x07\x00", 2);
-  const std::string header = R"({"a":{"dtype":"F32","shape":[3],"data_offsets":[0,12]},)"
-                             R"("b":{"dtype":"I16","shape":[1],"data_offsets":[12,14]}})";
-  const std::string path = temp_dir() + "/r.safetensors";
-  write_bytes(path, raw_file(header, data));
-  auto file = SafetensorsFile::open(path);
-  float got[3] = {0, 0, 0};
-  file->read(file->info("a"), 0, got, 12);
-  EXPECT_EQ(got[0], 1.5f);
-  EXPECT_EQ(got[1], -2.0f);
-  EXPECT_EQ(got[2], 4.0f);
-  float second = 0;
-  file->read(file->info("a"), 4, &second, 4);
-  EXPECT_EQ(second, -2.0f);
-  uint8_t b[2] = {0, 0};
-  file->read(file->info("b"), 0, b, 2);
-  EXPECT_EQ(b[0], 7);
-  try {
-    file->read(file->info("a"), 8, got, 8);
-    FAIL() << "read past the entry";
-  } catch (const Error& e) {
-    EXPECT_EQ(e.code(), ErrorCode::OutOfRange);
-    EXPECT_NE(std::string(e.what()).find("tensor 'a'"), std::string::npos) << e.what();
-  }
-}
-
 TEST(SafetensorsRead, AlignedViewsAreZeroCopyAndReadOnly) {
   const std::string path = temp_dir() + "/z.safetensors";
   save_safetensors(path, {{"w", Tensor::arange(16, DType::f32)}});

@@ -66,10 +66,6 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   Tensor tensor(const std::string& name) const;
   /// Raw bytes of an entry (any dtype).
   const uint8_t* bytes(const TensorInfo& info) const;
-  /// Copies `n` bytes from byte `offset` of an entry's data into `dst` with pread (the kernel copies from
-  /// the page cache; cheaper than touching the mapping for data read once into a reused buffer). Io
-  /// error naming the file and byte offset on a failed or short read; OutOfRange past the entry.
-  void read(const TensorInfo& info, uint64_t offset, void* dst, size_t n) const;
   uint64_t file_size() const noexcept { return size_; }
   /// Absolute file offset of the data buffer (8 + header length).
   uint64_t data_begin() const noexcept { return data_begin_; }
@@ -87,7 +83,6 @@ class SafetensorsFile : public std::enable_shared_from_this<SafetensorsFile> {
   SafetensorsFile() = default;
   std::string path_;
   const uint8_t* map_ = nullptr;
-  int fd_ = -1;  ///< kept open for read()
   uint64_t size_ = 0;
   uint64_t data_begin_ = 0;
   std::vector<TensorInfo> tensors_;

@@ -11,12 +11,11 @@ namespace sparsity::kernels {
 
 namespace {
 
-using ::sparsity::detail::grow_scratch;
+using ::sparsity::detail::Scratch;
 
 template <class K>
 struct SelectBuffers {
-  std::unique_ptr<K[]> keys, candidates;
-  size_t keys_cap = 0, candidates_cap = 0;
+  Scratch<K> keys, candidates;
 };
 
 // The cut of a threshold: past the index of the rank-th key equal to it (n when every tie is taken).
@@ -126,7 +125,7 @@ KeyThreshold<K> radix_threshold(const K* keys, size_t n, size_t k) {
     if (hist[d] == count) continue;  // every candidate survives: keep the array as it is
     // Compact the survivors (one slot of slack for the branch-free loop's last speculative write; in
     // place once `cand` is the candidate buffer: the write position never passes the read position).
-    K* next = cand == keys ? grow_scratch(buffers.candidates, buffers.candidates_cap, hist[d] + 1)
+    K* next = cand == keys ? buffers.candidates.get(hist[d] + 1)
                            : const_cast<K*>(cand);
     size_t m = 0;
     if (hist[d] <= count / 16) {
@@ -166,7 +165,7 @@ void select_with_keys(const K* bits, size_t n, size_t k, uint8_t* selected,
     return;
   }
   thread_local SelectBuffers<K> buffers;
-  K* keys = grow_scratch(buffers.keys, buffers.keys_cap, n);
+  K* keys = buffers.keys.get(n);
   make_keys(bits, n, keys);
   const KeyThreshold<K> t = radix_threshold(keys, n, k);
   // Keys below the threshold, and the ties before the cut (loops the compiler vectorises).
