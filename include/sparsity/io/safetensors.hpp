@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <map>
+#include <mutex>
 #include <memory>
 #include <optional>
 #include <string>
@@ -129,7 +130,8 @@ class SafetensorsWriter {
   size_t index_of(const std::string& name) const;  ///< NotFound naming it
   uint64_t file_size() const noexcept { return file_size_; }
 
-  /// Writes `n` bytes at byte `offset` of entry `index`'s data; OutOfRange past the entry's end.
+  /// Writes `n` bytes at byte `offset` of entry `index`'s data; OutOfRange past the entry's end. Safe to
+  /// call from several threads (the writes are serialised).
   void write(size_t index, uint64_t offset, const void* data, size_t n);
   /// Copies an entry's whole data from an open source file range (kernel-side copy when possible).
   void copy_from(size_t index, const SafetensorsFile& src, const TensorInfo& src_info);
@@ -159,6 +161,7 @@ class SafetensorsWriter {
   std::string dir_;
   std::string temp_path_;  ///< named temporary file (fallback); empty with O_TMPFILE
   int fd_ = -1;
+  std::mutex write_mu_;  ///< one write() at a time
   bool finished_ = false;
   bool published_ = false;
   bool durable_ = true;
