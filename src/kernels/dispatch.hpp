@@ -42,7 +42,7 @@ using BytesToMaskFn = void (*)(const uint8_t* bytes, size_t n, uint64_t one, voi
 using MaskToBytesFn = void (*)(const void* mask, size_t n, uint64_t value_bits, uint8_t* bytes);
 
 /// Pass 1 of block-norm pruning over flat 1 x bc tiles of f32 weights (tile t = elements [t*bc, t*bc + bc);
-/// bc in {1, 2, 4, 8}; n a multiple of bc; `w` and an f32 `mask` aligned to 4 bytes):
+/// bc in {1, 2, 4, 8, 16}; n a multiple of bc; `w` and an f32 `mask` aligned to 4 bytes):
 ///   keep_i = mask_i non-zero (an f32 mask: -0.0 is zero, NaN non-zero; a byte mask: any non-zero byte);
 ///   e_i = norm(keep_i ? w_i : +0);  old_bits bit i = keep_i;
 ///   keys[t] = order key of the tile mean (summed in f32 in element order, then / bc; NaN -> quiet NaN),

@@ -1,6 +1,6 @@
 // Fused passes for WeightNormSparsifier over flat 1 x bc tiles of f32 weights (internal entry points).
 //
-// For a 2-D f32 weight with a 1 x bc block, bc in {1, 2, 4, 8} dividing the columns, the tiles are
+// For a 2-D f32 weight with a 1 x bc block, bc in {1, 2, 4, 8, 16} dividing the columns, the tiles are
 // runs of bc consecutive elements of the flat buffer, so one pass over weights and mask gives the order
 // keys of the tile means, the old mask bits and the in-tile choice, a radix select over the keys gives
 // the threshold, and one pass over the keys gives the new mask bits. Every result equals the one of the
@@ -26,7 +26,7 @@ struct KeyThreshold {
 KeyThreshold<uint32_t> select_threshold_u32(const uint32_t* keys, size_t n, size_t k);
 
 /// Block widths the flat-tile passes handle.
-inline bool flat_tiles_supported(int64_t bc) { return bc == 1 || bc == 2 || bc == 4 || bc == 8; }
+inline bool flat_tiles_supported(int64_t bc) { return bc == 1 || bc == 2 || bc == 4 || bc == 8 || bc == 16; }
 
 /// Pass 1 (FlatScoresFn in kernels/dispatch.hpp) on the active ISA: n elements of f32 weights `w`, a
 /// mask of dtype f32, u8 or bool; `pruned_bits` is written only when zeros < bc. Any alignment.

@@ -285,7 +285,7 @@ void check_stats(const KernelTable& t) {
 
 void check_flat_tiles(const KernelTable& t) {
   const KernelTable& ref = reference_table();
-  for (int64_t bc : {1, 2, 4, 8}) {
+  for (int64_t bc : {1, 2, 4, 8, 16}) {
     const size_t b = static_cast<size_t>(bc);
     // Whole super-blocks, a tail, and a tail-only size.
     for (size_t n : {size_t{0}, b, 64 * b, 256 * b + 3 * b, size_t{4096} + 5 * b, size_t{1} << 16}) {

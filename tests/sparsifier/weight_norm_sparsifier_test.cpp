@@ -291,7 +291,8 @@ TEST(WeightNormSparsifier, FlatTilePathMatchesGeneralPath) {
   };
   using kernels::Norm;
   const Case cases[] = {{1, std::nullopt, Norm::L2}, {2, 1, Norm::L1}, {4, std::nullopt, Norm::L2},
-                        {4, 2, Norm::L1},            {8, 3, Norm::L2}, {8, std::nullopt, Norm::L1}};
+                        {4, 2, Norm::L1},            {8, 3, Norm::L2}, {16, 9, Norm::L1},
+                        {16, std::nullopt, Norm::L2}};
   for (kernels::Isa isa : kernels::available_isas()) {
     kernels::ScopedIsaOverride force(isa);
     for (int threads : {1, 2}) {

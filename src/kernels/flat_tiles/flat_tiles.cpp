@@ -8,17 +8,17 @@ namespace sparsity::kernels {
 
 namespace {
 
-// kSpread<bc>[x]: the 8 tile flags of byte x, each repeated bc times.
+// kSpread<bc>[x]: the 8 tile flags of byte x, each repeated bc times (bc = 16: the low 4 flags only).
 struct SpreadTable {
   uint64_t v[256];
 };
 
 constexpr SpreadTable make_spread(unsigned bc) {
   SpreadTable s{};
-  const uint64_t ones = (uint64_t{1} << bc) - 1;
+  const uint64_t ones = (uint64_t{1} << bc) - 1;  // bc <= 16
   for (unsigned x = 0; x < 256; ++x) {
     uint64_t o = 0;
-    for (unsigned b = 0; b < 8; ++b) {
+    for (unsigned b = 0; b < 8 && b * bc < 64; ++b) {
       if ((x >> b) & 1u) o |= ones << (b * bc);
     }
     s.v[x] = o;
@@ -29,12 +29,13 @@ constexpr SpreadTable make_spread(unsigned bc) {
 constexpr SpreadTable kSpread2 = make_spread(2);
 constexpr SpreadTable kSpread4 = make_spread(4);
 constexpr SpreadTable kSpread8 = make_spread(8);
+constexpr SpreadTable kSpread16 = make_spread(16);
 
 }  // namespace
 
 void flat_expand_bits(const uint64_t* selected, size_t e0, size_t ne, size_t bc, const uint8_t* pruned_bits,
                       uint8_t* bits) {
-  const SpreadTable* spread = bc == 2 ? &kSpread2 : bc == 4 ? &kSpread4 : &kSpread8;
+  const SpreadTable* spread = bc == 2 ? &kSpread2 : bc == 4 ? &kSpread4 : bc == 8 ? &kSpread8 : &kSpread16;
   const size_t per_word = 64 / bc;  // tiles per 64 elements
   const uint64_t flags_mask = per_word >= 64 ? ~uint64_t{0} : (uint64_t{1} << per_word) - 1;
   for (size_t w = 0; w * 64 < ne; ++w) {

@@ -61,6 +61,9 @@ struct FlatTiles {
       case 8:
         done = body(std::integral_constant<size_t, 8>{});
         break;
+      case 16:
+        done = body(std::integral_constant<size_t, 16>{});
+        break;
       default:
         break;
     }
@@ -76,7 +79,7 @@ struct FlatTiles {
   static void mask_bits(const uint32_t* keys, size_t n, int64_t bc, uint32_t threshold, size_t cut,
                         const uint8_t* pruned_bits, uint8_t* bits) {
     const size_t b = static_cast<size_t>(bc);
-    if (b > 8 || (b & (b - 1)) != 0) {
+    if (b > 16 || (b & (b - 1)) != 0) {
       flat_mask_reference(keys, n, bc, threshold, cut, pruned_bits, bits);
       return;
     }
@@ -152,6 +155,20 @@ struct FlatTiles {
     static constexpr bool get(size_t i, size_t size) { return i / (size / BC) == V; }
   };
 
+  // Stores the L bits of the batch of elements [i, i + L) (i a multiple of L) into a packed bit array. The
+  // bits go straight to memory: accumulating them in a small local array of words was miscompiled by GCC 12
+  // at -O2 (scalar replacement of aggregates) for super-blocks of more than one word.
+  static void put_bits(uint8_t* bits, size_t i, uint64_t m) {
+    static_assert(L == 4 || L % 8 == 0, "lane counts: 4, 8 or 16");
+    if constexpr (L >= 8) {
+      std::memcpy(bits + i / 8, &m, L / 8);  // little-endian: the low L bits
+    } else if (i % 8 == 0) {
+      bits[i / 8] = static_cast<uint8_t>(m);
+    } else {
+      bits[i / 8] = static_cast<uint8_t>(bits[i / 8] | (m << 4));
+    }
+  }
+
   static BI lane_index() {
     alignas(64) int32_t a[L];
     for (size_t l = 0; l < L; ++l) a[l] = static_cast<int32_t>(l);
@@ -176,8 +193,6 @@ struct FlatTiles {
       const size_t blocks = n / S;
       for (size_t blk = 0; blk < blocks; ++blk) {
         const size_t base = blk * S;
-        uint64_t old_w[S / 64] = {};
-        uint64_t pruned_w[S / 64] = {};
         for (size_t g = 0; g < kVectors / BC; ++g) {
           BF sums(0.f);
           static_for<BC>([&](auto vc) {
@@ -189,7 +204,7 @@ struct FlatTiles {
             // Byte masks: any non-zero byte; f32 masks: any non-zero value (-0.0 is zero).
             const auto keep = (ByteMask ? m : (m & value_bits)) != u_zero;
             const uint64_t kb = simd::movemask<Arch>(keep);
-            old_w[vi * L / 64] |= kb << (vi * L % 64);
+            put_bits(old_bits, i, kb);
             // A plain load (opaque: not folded into a load masked by `keep`, which would wait for the mask).
             const BU wv = simd::opaque<Arch>(BU::load_unaligned(wp + i));
             const BF x = xsimd::bitwise_cast<BF>(xsimd::select(keep, wv, u_zero));
@@ -216,7 +231,7 @@ struct FlatTiles {
                 constexpr auto lower = xsimd::make_batch_constant<BI, LowerAfterRotation<BC, r>>();
                 rank -= (xsimd::swizzle(k, rot) - k - BI(lower)) >> 31;
               });
-              pruned_w[vi * L / 64] |= simd::movemask<Arch>(rank < limit) << (vi * L % 64);
+              put_bits(pruned_bits, i, simd::movemask<Arch>(rank < limit));
             }
           });
           BF mean = sums / count;
@@ -224,8 +239,6 @@ struct FlatTiles {
           OrderKeys<Arch, uint32_t>::keys(xsimd::bitwise_cast<BU>(mean))
               .store_unaligned(keys + base / BC + g * L);
         }
-        std::memcpy(old_bits + base / 8, old_w, S / 8);
-        if constexpr (NM) std::memcpy(pruned_bits + base / 8, pruned_w, S / 8);
       }
       return blocks * S;
     }
