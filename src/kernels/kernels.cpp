@@ -270,10 +270,16 @@ void mask_to_bytes(DType dtype, const void* mask, size_t n, uint8_t* bytes) {
 
 // ---- fused WeightNorm passes (kernels/fused.hpp) ------------------------------------------------------
 
+namespace {
+void check_flat_block(int64_t bc, size_t n, const char* what) {
+  SPARSITY_CHECK(flat_tiles_supported(bc) && n % static_cast<size_t>(bc) == 0, InvalidArgument, what,
+                 ": block width ", bc, " must be 1, 2, 4, 8 or 16 and divide ", n, " elements");
+}
+}  // namespace
+
 void flat_tile_scores(const void* w, const void* mask, DType mask_dtype, size_t n, int64_t bc, Norm norm,
                       int64_t zeros, uint32_t* keys, uint8_t* old_bits, uint8_t* pruned_bits) {
-  SPARSITY_CHECK(flat_tiles_supported(bc) && n % static_cast<size_t>(bc) == 0, InvalidArgument,
-                 "flat_tile_scores: block width ", bc, " must be 1, 2, 4, 8 or 16 and divide ", n, " elements");
+  check_flat_block(bc, n, "flat_tile_scores");
   const bool byte_mask = mask_dtype == DType::u8 || mask_dtype == DType::bool_;
   SPARSITY_CHECK(byte_mask || mask_dtype == DType::f32, InvalidArgument,
                  "flat_tile_scores: mask dtype must be f32, u8 or bool, got ", to_string(mask_dtype));
@@ -288,8 +294,7 @@ void flat_tile_scores(const void* w, const void* mask, DType mask_dtype, size_t 
 
 void flat_tile_mask(const uint32_t* keys, size_t n, int64_t bc, KeyThreshold<uint32_t> threshold, size_t tile0,
                     const uint8_t* pruned_bits, uint8_t* bits) {
-  SPARSITY_CHECK(flat_tiles_supported(bc) && n % static_cast<size_t>(bc) == 0, InvalidArgument,
-                 "flat_tile_mask: block width ", bc, " must be 1, 2, 4, 8 or 16 and divide ", n, " elements");
+  check_flat_block(bc, n, "flat_tile_mask");
   const size_t tiles = n / static_cast<size_t>(bc);
   const size_t cut = threshold.cut > tile0 ? std::min(threshold.cut - tile0, tiles) : 0;
   active_table().flat_mask(keys, n, bc, threshold.key, cut, pruned_bits, bits);

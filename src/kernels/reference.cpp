@@ -250,14 +250,14 @@ void bytes_to_bits_reference(const uint8_t* bytes, size_t n, uint8_t* bits) {
     if (bytes[i]) bits[i / 8] = static_cast<uint8_t>(bits[i / 8] | (1u << (i % 8)));
   }
 }
-void bits_to_bytes_reference(const uint8_t* bits, size_t n, uint8_t* bytes) {
-  for (size_t i = 0; i < n; ++i) bytes[i] = (bits[i / 8] >> (i % 8)) & 1u;
-}
 template <class U>
 void bits_to_mask_reference(const uint8_t* bits, size_t n, uint64_t one, void* out) {
   for (size_t i = 0; i < n; ++i) {
     store_u<U>(out, i, (bits[i / 8] >> (i % 8)) & 1u ? static_cast<U>(one) : U{0});
   }
+}
+void bits_to_bytes_reference(const uint8_t* bits, size_t n, uint8_t* bytes) {
+  bits_to_mask_reference<uint8_t>(bits, n, 1, bytes);
 }
 template <class U>
 void bytes_to_mask_reference(const uint8_t* bytes, size_t n, uint64_t one, void* out) {

@@ -13,11 +13,6 @@ namespace {
 
 using ::sparsity::detail::Scratch;
 
-template <class K>
-struct SelectBuffers {
-  Scratch<K> keys, candidates;
-};
-
 // The cut of a threshold: past the index of the rank-th key equal to it (n when every tie is taken).
 template <class K>
 size_t cut_after_ties(const K* keys, size_t n, K threshold, size_t rank, size_t ties) {
@@ -84,7 +79,7 @@ template <class K, class C>
 KeyThreshold<K> radix_threshold(const K* keys, size_t n, size_t k) {
   KeyThreshold<K> tied{};
   if (tied_threshold(keys, n, k, &tied)) return tied;
-  thread_local SelectBuffers<K> buffers;
+  thread_local Scratch<K> candidates;
   // Most significant 11-bit digit first: `rank` is the 1-based rank of the threshold among the
   // candidates, the keys that share the digits found so far; only they are kept for the next pass
   // (and not even copied when every candidate shares the digit, e.g. many equal scores).
@@ -125,7 +120,7 @@ KeyThreshold<K> radix_threshold(const K* keys, size_t n, size_t k) {
     if (hist[d] == count) continue;  // every candidate survives: keep the array as it is
     // Compact the survivors (one slot of slack for the branch-free loop's last speculative write; in
     // place once `cand` is the candidate buffer: the write position never passes the read position).
-    K* next = cand == keys ? buffers.candidates.get(hist[d] + 1)
+    K* next = cand == keys ? candidates.get(hist[d] + 1)
                            : const_cast<K*>(cand);
     size_t m = 0;
     if (hist[d] <= count / 16) {
@@ -164,8 +159,8 @@ void select_with_keys(const K* bits, size_t n, size_t k, uint8_t* selected,
     std::fill(selected, selected + n, uint8_t{0});
     return;
   }
-  thread_local SelectBuffers<K> buffers;
-  K* keys = buffers.keys.get(n);
+  thread_local Scratch<K> key_buffer;
+  K* keys = key_buffer.get(n);
   make_keys(bits, n, keys);
   const KeyThreshold<K> t = radix_threshold(keys, n, k);
   // Keys below the threshold, and the ties before the cut (loops the compiler vectorises).

@@ -82,15 +82,7 @@ struct Stats {
   }
 
   static void bits_to_bytes(const uint8_t* bits, size_t n, uint8_t* bytes) {
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-      // Spread bit k of the byte to byte k, then turn each non-zero byte into 1.
-      const uint64_t spread = (bits[i / 8] * 0x0101010101010101ull) & 0x8040201008040201ull;
-      const uint64_t ones = ((((spread & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | spread) >> 7) &
-                            0x0101010101010101ull;
-      simd::store_scalar<Arch, uint64_t>(bytes + i, ones);
-    }
-    for (; i < n; ++i) bytes[i] = (bits[i / 8] >> (i % 8)) & 1u;
+    bits_to_mask<uint8_t>(bits, n, 1, bytes);
   }
 
   template <class U>
@@ -98,7 +90,7 @@ struct Stats {
     size_t i = 0;
     if constexpr (sizeof(U) == 1) {
       for (; i + 8 <= n; i += 8) {
-        // Spread bit k of the byte to byte k as 0/1, then scale to `one`.
+        // Spread bit k of the byte to byte k, turn each non-zero byte into 1, then scale to `one`.
         const uint64_t spread = (bits[i / 8] * 0x0101010101010101ull) & 0x8040201008040201ull;
         const uint64_t ones = ((((spread & 0x7f7f7f7f7f7f7f7full) + 0x7f7f7f7f7f7f7f7full) | spread) >> 7) &
                               0x0101010101010101ull;
