@@ -8,9 +8,7 @@
 #include <ostream>
 #include <sstream>
 
-#ifdef __linux__
-#include <sys/mman.h>
-#endif
+#include "util/scratch.hpp"
 
 namespace sparsity {
 
@@ -40,15 +38,14 @@ std::shared_ptr<Storage> Storage::allocate(size_t nbytes) {
   std::shared_ptr<Storage> s(new Storage());
   const size_t rounded = (nbytes + 63) / 64 * 64;
 #ifdef __linux__
-  // Large buffers come straight from mmap: already zero (no memset pass), and advised to use
-  // transparent huge pages, so first touch costs one fault per 2 MiB instead of per 4 KiB.
+  // Large buffers come straight from mmap: already zero (no memset pass), and on transparent huge
+  // pages, so first touch costs one fault per 2 MiB instead of per 4 KiB.
   constexpr size_t kMapBytes = size_t{4} << 20;
   if (rounded >= kMapBytes) {
-    void* p = mmap(nullptr, rounded, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-    SPARSITY_CHECK(p != MAP_FAILED, OutOfRange, "cannot allocate ", nbytes, " bytes");
-    (void)madvise(p, rounded, MADV_HUGEPAGE);  // advice only: failure leaves ordinary pages
-    s->data_ = p;
-    s->owner_ = std::shared_ptr<void>(p, [rounded](void* q) { munmap(q, rounded); });
+    const detail::HugeMapping m = detail::map_huge(rounded);
+    SPARSITY_CHECK(m.data != nullptr, OutOfRange, "cannot allocate ", nbytes, " bytes");
+    s->data_ = m.data;
+    s->owner_ = std::shared_ptr<void>(m.data, [m](void*) { detail::unmap_huge(m); });
     s->nbytes_ = nbytes;
     s->owned_ = true;
     return s;
