@@ -61,11 +61,8 @@ void register_one(DType dtype, Form form, Isa isa, int threads, bool in_place, c
                      form_name(form) + "," + kernels::to_string(isa);
   if (threads > 1) name += "," + std::to_string(threads) + "threads";
   name += ">";
-  auto* b = benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) {
-    run_apply(s, dtype, form, isa, threads, in_place);
-  });
-  for (int64_t n : sizes) b->Arg(n);
-  b->UseRealTime();
+  register_sized(
+      name, [=](benchmark::State& s) { run_apply(s, dtype, form, isa, threads, in_place); }, sizes);
 }
 
 const bool registered = [] {

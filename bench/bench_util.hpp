@@ -66,6 +66,14 @@ inline bool require_isa(benchmark::State& state, kernels::Isa isa) {
   return true;
 }
 
+/// Registers `fn` as benchmark `name`, once per size in `sizes` (its Arg), timed in real time.
+template <class F>
+inline void register_sized(const std::string& name, F fn, const std::vector<int64_t>& sizes) {
+  auto* b = benchmark::RegisterBenchmark(name.c_str(), fn);
+  for (int64_t n : sizes) b->Arg(n);
+  b->UseRealTime();
+}
+
 /// Reports bytes read + written and elements per second (kIsRate counters through SetBytesProcessed).
 inline void set_rates(benchmark::State& state, int64_t n, int64_t bytes_per_iteration) {
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations()) * bytes_per_iteration);

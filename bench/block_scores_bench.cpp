@@ -39,10 +39,7 @@ const bool registered = [] {
           const std::string name = std::string("BM_BlockScores<") + to_string(dt) + "," + std::to_string(br) + "x" +
                                    std::to_string(bc) + "," + (norm == kernels::Norm::L1 ? "L1" : "L2") + "," +
                                    kernels::to_string(isa) + ">";
-          benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run(s, dt, br, bc, norm, isa); })
-              ->Arg(1 << 14)
-              ->Arg(1 << 20)
-              ->UseRealTime();
+          register_sized(name, [=](benchmark::State& s) { run(s, dt, br, bc, norm, isa); }, {1 << 14, 1 << 20});
         }
       }
     }

@@ -56,18 +56,12 @@ const bool registered = [] {
       for (int64_t zeros : {4, 2}) {
         const std::string name = std::string("BM_FlatTileScores<") + (byte_mask ? "u8," : "f32,") +
                                  std::to_string(zeros) + "," + kernels::to_string(isa) + ">";
-        benchmark::RegisterBenchmark(name.c_str(),
-                                     [=](benchmark::State& s) { run_scores(s, byte_mask, zeros, isa); })
-            ->Arg(1 << 14)
-            ->Arg(1 << 24)
-            ->UseRealTime();
+        register_sized(name, [=](benchmark::State& s) { run_scores(s, byte_mask, zeros, isa); },
+                       {1 << 14, 1 << 24});
       }
     }
     const std::string name = std::string("BM_FlatTileMask<") + kernels::to_string(isa) + ">";
-    benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run_mask(s, isa); })
-        ->Arg(1 << 14)
-        ->Arg(1 << 24)
-        ->UseRealTime();
+    register_sized(name, [=](benchmark::State& s) { run_mask(s, isa); }, {1 << 14, 1 << 24});
   }
   return true;
 }();

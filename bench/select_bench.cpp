@@ -67,28 +67,19 @@ const bool registered = [] {
     for (bool f64 : {false, true}) {
       const std::string name =
           std::string("BM_SelectKSmallest<") + (f64 ? "f64," : "f32,") + kernels::to_string(isa) + ">";
-      benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run_select(s, f64, isa); })
-          ->Arg(1 << 14)
-          ->Arg(1 << 20)
-          ->UseRealTime();
+      register_sized(name, [=](benchmark::State& s) { run_select(s, f64, isa); }, {1 << 14, 1 << 20});
     }
   }
   for (Isa isa : registry_isas("tile_smallest")) {
     for (auto [br, bc, z] : {std::tuple<int64_t, int64_t, int64_t>{1, 4, 2}, {4, 4, 8}}) {
       const std::string name = "BM_TileSmallest<" + std::to_string(br) + "x" + std::to_string(bc) + "," +
                                kernels::to_string(isa) + ">";
-      benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run_tiles(s, br, bc, z, isa); })
-          ->Arg(1 << 14)
-          ->Arg(1 << 20)
-          ->UseRealTime();
+      register_sized(name, [=](benchmark::State& s) { run_tiles(s, br, bc, z, isa); }, {1 << 14, 1 << 20});
     }
   }
   for (Isa isa : registry_isas("stats")) {
     const std::string name = std::string("BM_CountAndPack<") + kernels::to_string(isa) + ">";
-    benchmark::RegisterBenchmark(name.c_str(), [=](benchmark::State& s) { run_count(s, isa); })
-        ->Arg(1 << 14)
-        ->Arg(1 << 20)
-        ->UseRealTime();
+    register_sized(name, [=](benchmark::State& s) { run_count(s, isa); }, {1 << 14, 1 << 20});
   }
   return true;
 }();
