@@ -15,6 +15,23 @@
 #include <xsimd/xsimd.hpp>
 #pragma GCC diagnostic pop
 
+// Declares the explicit instantiations of a kernel family's ISA template for every compiled ISA. They are
+// defined in <family>_<isa>.cpp with that ISA's flags, and no other object file may instantiate them.
+#ifdef SPARSITY_HAVE_AVX2
+#define SPARSITY_EXTERN_AVX2(Family) extern template struct Family<xsimd::avx2>;
+#else
+#define SPARSITY_EXTERN_AVX2(Family)
+#endif
+#ifdef SPARSITY_HAVE_AVX512
+#define SPARSITY_EXTERN_AVX512(Family) extern template struct Family<xsimd::avx512bw>;
+#else
+#define SPARSITY_EXTERN_AVX512(Family)
+#endif
+#define SPARSITY_EXTERN_KERNEL_FAMILY(Family) \
+  extern template struct Family<xsimd::sse2>; \
+  SPARSITY_EXTERN_AVX2(Family)                \
+  SPARSITY_EXTERN_AVX512(Family)
+
 namespace sparsity::kernels::simd {
 
 template <class Arch>

@@ -213,12 +213,6 @@ void ApplyMask<Arch>::fill(KernelTable& t) {
   t.apply_float[kW64] = &ApplyMask::floats<uint64_t>;
 }
 
-extern template struct ApplyMask<xsimd::sse2>;
-#ifdef SPARSITY_HAVE_AVX2
-extern template struct ApplyMask<xsimd::avx2>;
-#endif
-#ifdef SPARSITY_HAVE_AVX512
-extern template struct ApplyMask<xsimd::avx512bw>;
-#endif
+SPARSITY_EXTERN_KERNEL_FAMILY(ApplyMask)
 
 }  // namespace sparsity::kernels

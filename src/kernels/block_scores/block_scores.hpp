@@ -137,12 +137,6 @@ void BlockScores<Arch>::fill(KernelTable& t) {
   t.block_scores[3] = &BlockScores::run<3>;
 }
 
-extern template struct BlockScores<xsimd::sse2>;
-#ifdef SPARSITY_HAVE_AVX2
-extern template struct BlockScores<xsimd::avx2>;
-#endif
-#ifdef SPARSITY_HAVE_AVX512
-extern template struct BlockScores<xsimd::avx512bw>;
-#endif
+SPARSITY_EXTERN_KERNEL_FAMILY(BlockScores)
 
 }  // namespace sparsity::kernels

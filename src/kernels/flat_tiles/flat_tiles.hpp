@@ -182,7 +182,6 @@ struct FlatTiles {
     if constexpr (BC > L) {
       return 0;
     } else {
-      constexpr size_t G = L / BC;                        // tiles per batch
       constexpr size_t S = std::max<size_t>(64, BC * L);  // elements per super-block
       constexpr size_t kVectors = S / L;
       const uint32_t* wp = static_cast<const uint32_t*>(w);
@@ -252,12 +251,6 @@ void FlatTiles<Arch>::fill(KernelTable& t) {
   t.flat_mask = &FlatTiles::mask_bits;
 }
 
-extern template struct FlatTiles<xsimd::sse2>;
-#ifdef SPARSITY_HAVE_AVX2
-extern template struct FlatTiles<xsimd::avx2>;
-#endif
-#ifdef SPARSITY_HAVE_AVX512
-extern template struct FlatTiles<xsimd::avx512bw>;
-#endif
+SPARSITY_EXTERN_KERNEL_FAMILY(FlatTiles)
 
 }  // namespace sparsity::kernels

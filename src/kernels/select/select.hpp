@@ -70,12 +70,6 @@ void Select<Arch>::fill(KernelTable& t) {
   t.select_f64 = &Select::run_f64;
 }
 
-extern template struct Select<xsimd::sse2>;
-#ifdef SPARSITY_HAVE_AVX2
-extern template struct Select<xsimd::avx2>;
-#endif
-#ifdef SPARSITY_HAVE_AVX512
-extern template struct Select<xsimd::avx512bw>;
-#endif
+SPARSITY_EXTERN_KERNEL_FAMILY(Select)
 
 }  // namespace sparsity::kernels

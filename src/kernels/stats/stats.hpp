@@ -185,12 +185,6 @@ void Stats<Arch>::fill(KernelTable& t) {
   t.mask_to_bytes[3] = &Stats::mask_to_bytes<uint64_t>;
 }
 
-extern template struct Stats<xsimd::sse2>;
-#ifdef SPARSITY_HAVE_AVX2
-extern template struct Stats<xsimd::avx2>;
-#endif
-#ifdef SPARSITY_HAVE_AVX512
-extern template struct Stats<xsimd::avx512bw>;
-#endif
+SPARSITY_EXTERN_KERNEL_FAMILY(Stats)
 
 }  // namespace sparsity::kernels

@@ -81,12 +81,6 @@ void TileSmallest<Arch>::fill(KernelTable& t) {
   t.tile_smallest[1] = &TileSmallest::run<double>;
 }
 
-extern template struct TileSmallest<xsimd::sse2>;
-#ifdef SPARSITY_HAVE_AVX2
-extern template struct TileSmallest<xsimd::avx2>;
-#endif
-#ifdef SPARSITY_HAVE_AVX512
-extern template struct TileSmallest<xsimd::avx512bw>;
-#endif
+SPARSITY_EXTERN_KERNEL_FAMILY(TileSmallest)
 
 }  // namespace sparsity::kernels
