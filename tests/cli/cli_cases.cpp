@@ -19,6 +19,7 @@
 #include <nlohmann/json.hpp>
 
 #include "sparsity/io/safetensors.hpp"
+#include "temp_dir.hpp"
 
 namespace {
 
@@ -44,12 +45,7 @@ void write_file(const std::string& path, const std::string& text) {
   f << text;
 }
 
-std::string fresh_dir() {
-  static int counter = 0;
-  std::string d = testing::TempDir() + "/sparsity_cli_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
-  ::mkdir(d.c_str(), 0755);
-  return d;
-}
+std::string fresh_dir() { return sparsity::testing::fresh_temp_dir("sparsity_cli_"); }
 
 std::set<std::string> list_dir(const std::string& dir) {
   std::set<std::string> names;

@@ -11,16 +11,12 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include "temp_dir.hpp"
 
 namespace sparsity::io {
 namespace {
 
-std::string temp_dir() {
-  static int counter = 0;
-  std::string d = testing::TempDir() + "/sparsity_io_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
-  ::mkdir(d.c_str(), 0755);
-  return d;
-}
+std::string temp_dir() { return sparsity::testing::fresh_temp_dir("sparsity_io_"); }
 
 std::string file_bytes(const std::string& path) {
   std::ifstream f(path, std::ios::binary);

@@ -10,15 +10,13 @@
 
 #include "sparsity/nn/linear.hpp"
 #include "sparsity/sparsifier/weight_norm_sparsifier.hpp"
+#include "temp_dir.hpp"
 
 namespace sparsity::io {
 namespace {
 
 std::string temp_path(const std::string& name) {
-  static int counter = 0;
-  const std::string d = testing::TempDir() + "/sparsity_state_" + std::to_string(::getpid()) + "_" + std::to_string(counter++);
-  ::mkdir(d.c_str(), 0755);
-  return d + "/" + name;
+  return sparsity::testing::fresh_temp_dir("sparsity_state_") + "/" + name;
 }
 
 TEST(StateFile, PacksBitsLittleEndianWithinBytes) {
