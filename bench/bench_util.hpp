@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "kernels/dispatch.hpp"
-#include "sparsity/kernels.hpp"
+#include "sparsity/kernels/kernels.hpp"
 
 namespace sparsity::bench {
 

@@ -3,7 +3,7 @@
 #include <string>
 
 #include "bench_util.hpp"
-#include "sparsity/dtype.hpp"
+#include "sparsity/base/dtype.hpp"
 
 namespace sparsity::bench {
 namespace {

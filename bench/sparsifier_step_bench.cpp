@@ -6,8 +6,8 @@
 #include <string>
 #include <vector>
 
-#include "sparsity/kernels.hpp"
-#include "sparsity/module.hpp"
+#include "sparsity/kernels/kernels.hpp"
+#include "sparsity/core/module.hpp"
 #include "sparsity/sparsifier/weight_norm_sparsifier.hpp"
 
 namespace {

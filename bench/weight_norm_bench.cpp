@@ -4,8 +4,8 @@
 #include <memory>
 #include <random>
 
-#include "sparsity/kernels.hpp"
-#include "sparsity/module.hpp"
+#include "sparsity/kernels/kernels.hpp"
+#include "sparsity/core/module.hpp"
 #include "sparsity/sparsifier/weight_norm_sparsifier.hpp"
 
 namespace {

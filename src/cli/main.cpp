@@ -20,17 +20,18 @@
 
 #include <CLI/CLI.hpp>
 
-#include "io/text.hpp"
-#include "sparsity/io/inspect.hpp"
-#include "sparsity/io/prune.hpp"
+#include "base/text.hpp"
+#include "io/small_file.hpp"
+#include "sparsity/prune/inspect.hpp"
+#include "sparsity/prune/engine.hpp"
 #include "sparsity/io/safetensors.hpp"
-#include "sparsity/sparsifier/registry.hpp"
-#include "sparsity/version.hpp"
+#include "sparsity/prune/registry.hpp"
+#include "sparsity/base/version.hpp"
 
 namespace {
 
 using sparsity::Json;
-using sparsity::io::detail::printable;
+using sparsity::detail::printable;
 
 // Exit statuses: 1 = bad input or failure, 2 = usage error.
 struct UsageError : std::runtime_error {
@@ -143,7 +144,7 @@ int run_prune(const PruneArgs& a) {
   }
   sparsity::io::PruneOptions o;
   o.model = a.model;
-  const std::string config_text = sparsity::io::detail::read_small_file(a.config, 16u << 20);
+  const std::string config_text = sparsity::io::read_small_file(a.config, 16u << 20);
   o.config = sparsity::parse_prune_config(std::string_view(config_text), a.config);
   o.output = a.output;
   o.masks = a.masks;

@@ -4,7 +4,7 @@
 #include <cstring>
 #include <string_view>
 
-#include "sparsity/sparsifier/registry.hpp"
+#include "sparsity/prune/registry.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {

@@ -9,14 +9,14 @@
 #include <cstring>
 
 #include "io/json_strict.hpp"
-#include "io/text.hpp"
+#include "base/text.hpp"
+#include "io/small_file.hpp"
 
 namespace sparsity::io {
 namespace {
 
-using detail::printable;
-using detail::quote;
-using detail::read_small_file;
+using ::sparsity::detail::printable;
+using ::sparsity::detail::quote;
 
 [[noreturn]] void bad(ErrorCode code, const std::string& what, const std::string& path, const std::string& where) {
   throw Error(code, what + " (" + printable(path) + (where.empty() ? "" : ", " + where) + ")");
@@ -25,34 +25,6 @@ using detail::read_small_file;
 
 }  // namespace
 
-namespace detail {
-
-std::string read_small_file(const std::string& path, size_t limit) {
-  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) bad(errno == ENOENT ? ErrorCode::NotFound : ErrorCode::Io, std::string("cannot open: ") + std::strerror(errno), path, "");
-  struct stat st {};
-  if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
-    ::close(fd);
-    bad(ErrorCode::InvalidArgument, "not a regular file", path, "");
-  }
-  if (static_cast<uint64_t>(st.st_size) > limit) {
-    ::close(fd);
-    bad(ErrorCode::InvalidArgument, "file is larger than " + std::to_string(limit) + " bytes", path, "");
-  }
-  std::string text(static_cast<size_t>(st.st_size), '\0');
-  size_t got = 0;
-  while (got < text.size()) {
-    const ssize_t r = ::read(fd, &text[got], text.size() - got);
-    if (r < 0 && errno == EINTR) continue;
-    if (r <= 0) break;
-    got += static_cast<size_t>(r);
-  }
-  ::close(fd);
-  text.resize(got);
-  return text;
-}
-
-}  // namespace detail
 
 bool is_index_path(const std::string& path) {
   return path.size() >= 5 && path.compare(path.size() - 5, 5, ".json") == 0;

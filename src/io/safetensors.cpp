@@ -14,13 +14,13 @@
 #include <nlohmann/json.hpp>
 
 #include "io/json_strict.hpp"
-#include "io/text.hpp"
+#include "base/text.hpp"
 
 namespace sparsity::io {
 namespace {
 
-using detail::printable;
-using detail::quote;
+using ::sparsity::detail::printable;
+using ::sparsity::detail::quote;
 
 struct DTypeRow {
   const char* name;

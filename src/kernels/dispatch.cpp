@@ -10,7 +10,7 @@
 #include <xsimd/xsimd.hpp>
 
 #include "kernels/reference.hpp"
-#include "sparsity/error.hpp"
+#include "sparsity/base/error.hpp"
 
 namespace sparsity::kernels {
 

@@ -4,7 +4,7 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "sparsity/kernels.hpp"
+#include "sparsity/kernels/kernels.hpp"
 
 namespace sparsity::kernels {
 

@@ -10,8 +10,8 @@
 #include <cstddef>
 #include <cstdint>
 
-#include "sparsity/dtype.hpp"
-#include "sparsity/kernels.hpp"
+#include "sparsity/base/dtype.hpp"
+#include "sparsity/kernels/kernels.hpp"
 
 namespace sparsity::kernels {
 

@@ -1,12 +1,12 @@
 // Public kernel entry points: argument checks, the split into fixed chunks for threads, then the active table.
-#include "sparsity/kernels.hpp"
+#include "sparsity/kernels/kernels.hpp"
 
 #include <algorithm>
 #include <vector>
 
 #include "kernels/dispatch.hpp"
 #include "kernels/fused.hpp"
-#include "sparsity/error.hpp"
+#include "sparsity/base/error.hpp"
 
 namespace sparsity::kernels {
 

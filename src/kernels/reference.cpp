@@ -8,7 +8,7 @@
 #include <utility>
 #include <vector>
 
-#include "sparsity/dtype.hpp"
+#include "sparsity/base/dtype.hpp"
 
 namespace sparsity::kernels {
 

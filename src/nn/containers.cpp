@@ -1,4 +1,4 @@
-// Sequential, ModuleList, ModuleDict, ReLU.
+// Sequential, ModuleList, ReLU.
 #include "sparsity/nn/containers.hpp"
 
 #include <cmath>
@@ -34,8 +34,6 @@ ModulePtr ModuleList::operator[](size_t i) const {
   SPARSITY_CHECK(has_child(name), OutOfRange, "ModuleList index ", i, " out of range (size ", size(), ")");
   return child(name);
 }
-
-void ModuleDict::insert(const std::string& name, ModulePtr module) { register_module(name, std::move(module)); }
 
 Tensor ReLU::forward(const Tensor& input) {
   Tensor out = input.clone();

@@ -12,7 +12,7 @@
 #define EIGEN_STACK_ALLOCATION_LIMIT 524288
 #include <Eigen/Core>
 
-#include "sparsity/eigen.hpp"
+#include "sparsity/core/eigen.hpp"
 
 namespace sparsity::nn {
 

@@ -1,7 +1,7 @@
 // FakeSparsity: the mask parametrization (forward goes through sparsity::apply_mask).
 #include "sparsity/sparsifier/fake_sparsity.hpp"
 
-#include "sparsity/ops.hpp"
+#include "sparsity/core/ops.hpp"
 
 namespace sparsity {
 

@@ -5,7 +5,7 @@
 #include <cstring>
 #include <vector>
 
-#include "sparsity/kernels.hpp"
+#include "sparsity/kernels/kernels.hpp"
 
 namespace sparsity {
 

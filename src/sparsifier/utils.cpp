@@ -1,7 +1,7 @@
 // fqn helpers: module_to_fqn, fqn_to_module, get_arg_info_from_tensor_fqn, module_contains_param, swap_module.
 #include "sparsity/sparsifier/utils.hpp"
 
-#include "sparsity/parametrize.hpp"
+#include "sparsity/core/parametrize.hpp"
 
 namespace sparsity {
 

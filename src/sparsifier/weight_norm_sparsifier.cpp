@@ -9,7 +9,7 @@
 
 #include "kernels/fused.hpp"
 #include "sparsity/sparsifier/fake_sparsity.hpp"
-#include "util/scratch.hpp"
+#include "base/scratch.hpp"
 
 #ifdef SPARSITY_HAVE_OPENMP
 #include <omp.h>

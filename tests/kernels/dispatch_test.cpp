@@ -8,7 +8,7 @@
 #include <vector>
 
 #include "kernels/dispatch.hpp"
-#include "sparsity/kernels.hpp"
+#include "sparsity/kernels/kernels.hpp"
 #include "test_util.hpp"
 
 namespace sparsity::kernels {

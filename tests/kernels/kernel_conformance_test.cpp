@@ -10,7 +10,7 @@
 
 #include "kernels/dispatch.hpp"
 #include "kernels/reference.hpp"
-#include "sparsity/kernels.hpp"
+#include "sparsity/kernels/kernels.hpp"
 
 namespace sparsity::kernels {
 namespace {

@@ -10,7 +10,7 @@
 #include <random>
 #include <vector>
 
-#include "sparsity/kernels.hpp"
+#include "sparsity/kernels/kernels.hpp"
 
 namespace sparsity::kernels {
 namespace {

@@ -10,7 +10,7 @@
 
 #include "sparsity/nn/containers.hpp"
 #include "sparsity/nn/linear.hpp"
-#include "sparsity/parametrize.hpp"
+#include "sparsity/core/parametrize.hpp"
 #include "sparsity/sparsifier/fake_sparsity.hpp"
 
 #include "test_util.hpp"

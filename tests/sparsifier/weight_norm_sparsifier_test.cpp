@@ -14,10 +14,10 @@
 #include <vector>
 
 #include "sparsity/io/safetensors.hpp"
-#include "sparsity/kernels.hpp"
+#include "sparsity/kernels/kernels.hpp"
 #include "sparsity/nn/containers.hpp"
 #include "sparsity/nn/linear.hpp"
-#include "sparsity/parametrize.hpp"
+#include "sparsity/core/parametrize.hpp"
 #include "sparsity/scheduler/base_scheduler.hpp"
 #include "sparsity/sparsifier/fake_sparsity.hpp"
 

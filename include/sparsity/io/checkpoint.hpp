@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "sparsity/io/safetensors.hpp"
-#include "sparsity/module.hpp"
+#include "sparsity/core/module.hpp"
 
 namespace sparsity::io {
 

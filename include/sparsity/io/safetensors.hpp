@@ -10,7 +10,7 @@
 #include <string_view>
 #include <vector>
 
-#include "sparsity/tensor.hpp"
+#include "sparsity/core/tensor.hpp"
 
 namespace sparsity::io {
 

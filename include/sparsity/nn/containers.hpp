@@ -1,11 +1,12 @@
-// Container modules: Sequential, ModuleList, ModuleDict, and the trivial ReLU / Identity layers.
+// Container modules: Sequential, ModuleList (ModuleDict is core), and the trivial ReLU / Identity layers.
 #pragma once
 
 #include <cstddef>
 #include <initializer_list>
 #include <string>
 
-#include "sparsity/module.hpp"
+#include "sparsity/core/module.hpp"
+#include "sparsity/core/module_dict.hpp"
 
 namespace sparsity::nn {
 
@@ -38,18 +39,8 @@ class ModuleList : public Cloneable<ModuleList> {
   ModulePtr operator[](size_t i) const;
 };
 
-/// Named children with no forward of its own (torch's nn.ModuleDict).
-class ModuleDict : public Cloneable<ModuleDict> {
- public:
-  ModuleDict() : Cloneable("ModuleDict") {}
-  /// Adds or replaces child `name` (validated like every module name).
-  void insert(const std::string& name, ModulePtr module);
-  bool contains(const std::string& name) const { return has_child(name); }
-  /// Child `name`; NotFound naming it.
-  ModulePtr at(const std::string& name) const { return child(name); }
-  size_t size() const { return named_children().size(); }
-  bool empty() const { return size() == 0; }
-};
+/// torch's nn.ModuleDict (core, since parametrizations are held in one).
+using ModuleDict = ::sparsity::ModuleDict;
 
 /// max(x, 0) element-wise, in x's dtype (NaN stays NaN).
 class ReLU : public Cloneable<ReLU> {

@@ -4,7 +4,7 @@
 #include <cstdint>
 #include <utility>
 
-#include "sparsity/module.hpp"
+#include "sparsity/core/module.hpp"
 
 namespace sparsity::nn {
 

@@ -3,7 +3,7 @@
 
 #include <cstdint>
 
-#include "sparsity/module.hpp"
+#include "sparsity/core/module.hpp"
 
 namespace sparsity::nn {
 

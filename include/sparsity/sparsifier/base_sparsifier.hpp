@@ -8,8 +8,8 @@
 #include <string>
 #include <vector>
 
-#include "sparsity/module.hpp"
-#include "sparsity/parametrize.hpp"
+#include "sparsity/core/module.hpp"
+#include "sparsity/core/parametrize.hpp"
 #include "sparsity/sparsifier/utils.hpp"
 
 namespace sparsity {

@@ -1,7 +1,7 @@
 // FakeSparsity: the parametrization that multiplies a tensor by its mask (here: selects, +0 elsewhere).
 #pragma once
 
-#include "sparsity/parametrize.hpp"
+#include "sparsity/core/parametrize.hpp"
 
 namespace sparsity {
 

@@ -5,7 +5,7 @@
 #include <string>
 #include <variant>
 
-#include "sparsity/module.hpp"
+#include "sparsity/core/module.hpp"
 
 namespace sparsity {
 

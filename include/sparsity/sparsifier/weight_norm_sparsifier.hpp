@@ -5,7 +5,7 @@
 #include <optional>
 #include <utility>
 
-#include "sparsity/kernels.hpp"
+#include "sparsity/kernels/kernels.hpp"
 #include "sparsity/sparsifier/base_sparsifier.hpp"
 
 namespace sparsity {

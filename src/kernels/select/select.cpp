@@ -5,7 +5,7 @@
 #include <algorithm>
 #include <memory>
 
-#include "util/scratch.hpp"
+#include "base/scratch.hpp"
 
 namespace sparsity::kernels {
 

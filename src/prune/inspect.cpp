@@ -1,0 +1,118 @@
+// inspect_checkpoint: zero counts and sparsity-pattern detection over mapped tensors.
+#include "sparsity/prune/inspect.hpp"
+
+#include <cstring>
+
+#include "sparsity/io/checkpoint.hpp"
+#include "sparsity/kernels/kernels.hpp"
+
+namespace sparsity::io {
+namespace {
+
+bool is_float_name(const std::string& d) { return d[0] == 'F' || d == "BF16"; }
+
+// 1 where the element is non-zero; a float's sign bit is ignored (-0.0 is zero).
+void nonzero_flags(const uint8_t* p, size_t n, size_t esize, bool is_float, uint8_t* out) {
+  for (size_t i = 0; i < n; ++i) {
+    const uint8_t* e = p + i * esize;
+    uint8_t any = 0;
+    for (size_t b = 0; b + 1 < esize; ++b) any |= e[b];
+    any |= is_float ? (e[esize - 1] & 0x7f) : e[esize - 1];
+    out[i] = any != 0;
+  }
+}
+
+bool blocks_ok(const uint8_t* nz, int64_t rows, int64_t cols, int64_t br, int64_t bc, std::vector<int64_t>& kept) {
+  const int64_t tr = (rows + br - 1) / br, tc = (cols + bc - 1) / bc;
+  kept.assign(static_cast<size_t>(tr * tc), 0);
+  kernels::count_kept_tiles(nz, rows, cols, br, bc, kept.data());
+  for (int64_t i = 0; i < tr; ++i) {
+    for (int64_t j = 0; j < tc; ++j) {
+      const int64_t size = (std::min(rows, (i + 1) * br) - i * br) * (std::min(cols, (j + 1) * bc) - j * bc);
+      const int64_t k = kept[static_cast<size_t>(i * tc + j)];
+      if (k != 0 && k != size) return false;
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+std::string detect_pattern(const uint8_t* nz, int64_t rows, int64_t cols) {
+  const size_t n = static_cast<size_t>(rows * cols);
+  const int64_t kept = kernels::count_kept_bytes(nz, n);
+  if (kept == static_cast<int64_t>(n)) return "dense";
+  if (kept == 0) return "all zero";
+  // N:M along rows: the smallest ratio N/M over M in {2, 4, 8, 16, 32} dividing the row length.
+  int64_t best_n = 0, best_m = 0;
+  for (int64_t m : {2, 4, 8, 16, 32}) {
+    if (cols % m != 0) continue;
+    std::vector<int64_t> per(static_cast<size_t>(rows * (cols / m)));
+    kernels::count_kept_tiles(nz, rows, cols, 1, m, per.data());
+    int64_t most = 0;
+    for (int64_t v : per) most = std::max(most, v);
+    // N:M only when the groups are (nearly) full: at least 90% of N x groups elements are kept.
+    // This keeps block-sparse or random matrices from passing as, say, 28:32.
+    const bool full = kept * 10 >= 9 * most * static_cast<int64_t>(per.size());
+    if (most < m && full && (best_m == 0 || most * best_m < best_n * m)) {
+      best_n = most;
+      best_m = m;
+    }
+  }
+  if (best_m) return std::to_string(best_n) + ":" + std::to_string(best_m);
+  // Aligned blocks: the largest R x C (powers of two up to 64) whose tiles are all-zero or all-kept.
+  std::vector<int64_t> scratch;
+  int64_t max_c = 1, max_r = 1;
+  for (int64_t c = 2; c <= 64 && c <= cols; c *= 2) {
+    if (!blocks_ok(nz, rows, cols, 1, c, scratch)) break;
+    max_c = c;
+  }
+  for (int64_t r = 2; r <= 64 && r <= rows; r *= 2) {
+    if (!blocks_ok(nz, rows, cols, r, 1, scratch)) break;
+    max_r = r;
+  }
+  int64_t br = 1, bc = 1;
+  for (int64_t r = max_r; r >= 1; r /= 2) {
+    for (int64_t c = max_c; c >= 1; c /= 2) {
+      if (r * c <= br * bc) break;
+      if (blocks_ok(nz, rows, cols, r, c, scratch)) {
+        br = r;
+        bc = c;
+      }
+    }
+  }
+  if (br * bc > 1) return std::to_string(br) + "x" + std::to_string(bc) + " blocks";
+  return "unstructured";
+}
+
+CheckpointStats inspect_checkpoint(const std::string& path) {
+  const Checkpoint ckpt = Checkpoint::open(path);
+  CheckpointStats out;
+  std::vector<uint8_t> flags;
+  for (const auto& e : ckpt.entries()) {
+    const TensorInfo& info = *e.info;
+    TensorStats s;
+    s.name = info.name;
+    s.dtype = info.dtype_name;
+    s.shape = info.shape;
+    s.numel = info.numel();
+    const size_t n = static_cast<size_t>(s.numel);
+    const size_t esize = n ? info.nbytes() / n : 1;
+    flags.resize(n);
+    if (n) nonzero_flags(e.file->bytes(info), n, esize, is_float_name(info.dtype_name), flags.data());
+    const uint64_t kept = n ? static_cast<uint64_t>(kernels::count_kept_bytes(flags.data(), n)) : 0;
+    s.zeros = s.numel - kept;
+    if (info.shape.size() == 2 && n) {
+      s.pattern = detect_pattern(flags.data(), info.shape[0], info.shape[1]);
+    } else {
+      s.pattern = kept == s.numel ? "dense" : kept == 0 ? "all zero" : "unstructured";
+    }
+    e.file->release(info);
+    out.numel += s.numel;
+    out.zeros += s.zeros;
+    out.tensors.push_back(std::move(s));
+  }
+  return out;
+}
+
+}  // namespace sparsity::io
