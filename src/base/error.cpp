@@ -1,4 +1,4 @@
-// sparsity::Error helpers.
+// sparsity::Error: code names and the throw helpers behind SPARSITY_CHECK.
 #include "sparsity/base/error.hpp"
 
 namespace sparsity {
@@ -17,6 +17,9 @@ const char* to_string(ErrorCode code) noexcept {
 
 namespace detail {
 void throw_error(ErrorCode code, const std::string& message) { throw Error(code, message); }
+void throw_error_at(ErrorCode code, const std::string& message, std::vector<std::string> where) {
+  throw Error(code, message, std::move(where));
+}
 }  // namespace detail
 
 }  // namespace sparsity

@@ -22,11 +22,12 @@
 
 #include "base/text.hpp"
 #include "io/small_file.hpp"
-#include "sparsity/prune/inspect.hpp"
-#include "sparsity/prune/engine.hpp"
-#include "sparsity/io/safetensors.hpp"
-#include "sparsity/prune/registry.hpp"
 #include "sparsity/base/version.hpp"
+#include "sparsity/io/atomic_file.hpp"
+#include "sparsity/io/safetensors.hpp"
+#include "sparsity/prune/engine.hpp"
+#include "sparsity/prune/inspect.hpp"
+#include "sparsity/prune/registry.hpp"
 
 namespace {
 
@@ -102,7 +103,7 @@ void print_table(std::ostream& os, const std::vector<std::vector<std::string>>& 
   }
 }
 
-void print_layers(const sparsity::io::PruneReport& report, bool per_step) {
+void print_layers(const sparsity::prune::Report& report, bool per_step) {
   std::vector<std::vector<std::string>> rows;
   std::vector<std::string> head = {"tensor", "dtype", "shape"};
   size_t steps = 0;
@@ -142,10 +143,11 @@ int run_prune(const PruneArgs& a) {
   if (!a.masks.empty() && (a.masks == a.output || a.masks == a.state)) {
     throw UsageError("--masks and " + std::string(a.masks == a.output ? "--output" : "--state") + " name the same file");
   }
-  sparsity::io::PruneOptions o;
+  sparsity::prune::Options o;
   o.model = a.model;
   const std::string config_text = sparsity::io::read_small_file(a.config, 16u << 20);
   o.config = sparsity::parse_prune_config(std::string_view(config_text), a.config);
+  o.config_where = a.config;
   o.output = a.output;
   o.masks = a.masks;
   o.state = a.state;
@@ -163,7 +165,7 @@ int run_prune(const PruneArgs& a) {
   } unset{progress};
   g_progress = &progress;
   o.progress = [&](uint64_t done, uint64_t total) { progress.update(done, total); };
-  const auto report = sparsity::io::prune_checkpoint(o, a.config);
+  const auto report = sparsity::prune::run(o);
   progress.clear();
   if (!a.quiet) {
     print_layers(report, /*per_step=*/false);
@@ -176,7 +178,7 @@ int run_prune(const PruneArgs& a) {
 
 // ---- inspect ------------------------------------------------------------------------------------------
 int run_inspect(const std::string& model, bool json) {
-  const auto stats = sparsity::io::inspect_checkpoint(model);
+  const auto stats = sparsity::prune::inspect_checkpoint(model);
   if (json) {
     Json j = Json::object();
     j["model"] = model;
@@ -294,9 +296,10 @@ int run_demo(std::string dir, int threads) {
       {"steps", 5}};
   write_text(config_path, config.dump(2) + "\n");
 
-  sparsity::io::PruneOptions o;
+  sparsity::prune::Options o;
   o.model = dense;
   o.config = sparsity::parse_prune_config(config, config_path);
+  o.config_where = config_path;
   o.output = dir + "/pruned.safetensors";
   o.masks = dir + "/masks.safetensors";
   o.state = dir + "/state.safetensors";
@@ -307,7 +310,7 @@ int run_demo(std::string dir, int threads) {
             << " parameters (4 transformer blocks, d=256, ffn=1024, vocab=2048), f32\n"
             << "sparsifier: WeightNormSparsifier, 1x4 blocks, L2; CubicSL ramp 0 -> 0.75 over 5 steps\n\n";
   const auto t0 = std::chrono::steady_clock::now();
-  const auto report = sparsity::io::prune_checkpoint(o, config_path);
+  const auto report = sparsity::prune::run(o);
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::cout << "sparsity of each pruned tensor after each step:\n";
   print_layers(report, /*per_step=*/true);

@@ -29,10 +29,6 @@ template <class V>
 auto find_named(NamedList<V>& list, const std::string& name) {
   return std::find_if(list.begin(), list.end(), [&](const auto& e) { return e.first == name; });
 }
-template <class V>
-auto find_named(const NamedList<V>& list, const std::string& name) {
-  return std::find_if(list.begin(), list.end(), [&](const auto& e) { return e.first == name; });
-}
 
 // The ParametrizationList of `name` (child parametrizations.<name>), or null.
 ModulePtr parametrization_list(const Module& m, const std::string& name) {
@@ -81,13 +77,13 @@ Tensor Module::register_tensor(const std::string& name, Tensor value, bool is_pa
                  ": a child module has that name");
   SPARSITY_CHECK(!parametrization_list(*this, name), InvalidArgument, "cannot register ", what, " '", name,
                  "' of ", type_name_, ": that tensor is parametrized");
-  auto it = find_named(tensors_, name);
+  auto it = tensors_.find(name);
   if (it != tensors_.end()) {
     SPARSITY_CHECK(it->second.is_parameter == is_parameter, InvalidArgument, "cannot register ", what, " '",
                    name, "' of ", type_name_, ": a ", is_parameter ? "buffer" : "parameter", " has that name");
     it->second.value = value;
   } else {
-    tensors_.emplace_back(name, TensorSlot{value, is_parameter, true});
+    tensors_.emplace(name, TensorSlot{value, is_parameter, true});
   }
   return value;
 }
@@ -96,7 +92,7 @@ void Module::register_module_impl(const std::string& name, ModulePtr module) {
   validate_name(name, "module");
   SPARSITY_CHECK(module != nullptr, InvalidArgument, "module '", name, "' registered in ", type_name_,
                  " is null");
-  SPARSITY_CHECK(find_named(tensors_, name) == tensors_.end(), InvalidArgument, "cannot register module '",
+  SPARSITY_CHECK(tensors_.find(name) == tensors_.end(), InvalidArgument, "cannot register module '",
                  name, "' in ", type_name_, ": a parameter or buffer has that name");
   // A module may appear several times in a tree, but never inside itself (enumeration would not end).
   SPARSITY_CHECK(module.get() != this, InvalidArgument, "cannot register module '", name,
@@ -105,11 +101,11 @@ void Module::register_module_impl(const std::string& name, ModulePtr module) {
     SPARSITY_CHECK(m.get() != this, InvalidArgument, "cannot register module '", name, "': this ",
                    type_name_, " is its descendant '", fqn, "' (cycle)");
   }
-  auto it = find_named(children_, name);
+  auto it = children_.find(name);
   if (it != children_.end()) {
     it->second = std::move(module);
   } else {
-    children_.emplace_back(name, std::move(module));
+    children_.emplace(name, std::move(module));
   }
 }
 
@@ -118,11 +114,11 @@ void Module::replace_module(const std::string& name, ModulePtr module) {
 }
 
 void Module::unregister(const std::string& name) {
-  if (auto it = find_named(tensors_, name); it != tensors_.end()) {
+  if (auto it = tensors_.find(name); it != tensors_.end()) {
     tensors_.erase(it);
     return;
   }
-  if (auto it = find_named(children_, name); it != children_.end()) {
+  if (auto it = children_.find(name); it != children_.end()) {
     children_.erase(it);
     return;
   }
@@ -134,14 +130,14 @@ void Module::unregister(const std::string& name) {
 
 Tensor Module::tensor(const std::string& name) const {
   if (ModulePtr plist = parametrization_list(*this, name)) return plist->forward(Tensor());
-  auto it = find_named(tensors_, name);
+  auto it = tensors_.find(name);
   SPARSITY_CHECK(it != tensors_.end(), NotFound, type_name_, " has no parameter, buffer or parametrized tensor '",
                  name, "'");
   return it->second.value;
 }
 
 bool Module::has_tensor(const std::string& name) const {
-  return find_named(tensors_, name) != tensors_.end() || parametrization_list(*this, name) != nullptr;
+  return tensors_.find(name) != tensors_.end() || parametrization_list(*this, name) != nullptr;
 }
 
 void Module::set_tensor(const std::string& name, Tensor value) {
@@ -158,38 +154,38 @@ void Module::set_tensor(const std::string& name, Tensor value) {
     parametrization_original(*this, name).set_(value);
     return;
   }
-  auto it = find_named(tensors_, name);
+  auto it = tensors_.find(name);
   SPARSITY_CHECK(it != tensors_.end(), NotFound, "cannot assign '", name, "': ", type_name_,
                  " has no parameter or buffer of that name");
   it->second.value = std::move(value);
 }
 
 bool Module::has_parameter(const std::string& name) const {
-  auto it = find_named(tensors_, name);
+  auto it = tensors_.find(name);
   return it != tensors_.end() && it->second.is_parameter;
 }
 bool Module::has_buffer(const std::string& name) const {
-  auto it = find_named(tensors_, name);
+  auto it = tensors_.find(name);
   return it != tensors_.end() && !it->second.is_parameter;
 }
 bool Module::has_child(const std::string& name) const {
-  return find_named(children_, name) != children_.end();
+  return children_.find(name) != children_.end();
 }
 
 Tensor Module::parameter(const std::string& name) const {
-  auto it = find_named(tensors_, name);
+  auto it = tensors_.find(name);
   SPARSITY_CHECK(it != tensors_.end() && it->second.is_parameter, NotFound, type_name_,
                  " has no parameter '", name, "'");
   return it->second.value;
 }
 Tensor Module::buffer(const std::string& name) const {
-  auto it = find_named(tensors_, name);
+  auto it = tensors_.find(name);
   SPARSITY_CHECK(it != tensors_.end() && !it->second.is_parameter, NotFound, type_name_,
                  " has no buffer '", name, "'");
   return it->second.value;
 }
 ModulePtr Module::child(const std::string& name) const {
-  auto it = find_named(children_, name);
+  auto it = children_.find(name);
   SPARSITY_CHECK(it != children_.end(), NotFound, type_name_, " has no child module '", name, "'");
   return it->second;
 }

@@ -93,4 +93,36 @@ Tensor mask_to_u8(const Tensor& mask) {
   return out;
 }
 
+std::vector<uint8_t> mask_to_bits(const Tensor& mask) {
+  SPARSITY_CHECK(mask.defined(), InvalidArgument, "mask_to_bits: undefined mask");
+  const Tensor mc = mask.contiguous();
+  const size_t n = static_cast<size_t>(mc.numel());
+  std::vector<uint8_t> bits((n + 7) / 8, 0);
+  if (n == 0) return bits;
+  std::vector<uint8_t> scratch;
+  kernels::bytes_to_bits(mask_bytes(mc, scratch), n, bits.data());
+  return bits;
+}
+
+Tensor mask_from_bits(const uint8_t* bits, size_t nbytes, const Shape& shape) {
+  Tensor t = Tensor::zeros(shape, DType::u8);
+  const size_t n = static_cast<size_t>(t.numel());
+  SPARSITY_CHECK(nbytes == (n + 7) / 8, InvalidArgument, "a packed mask of shape ", shape_to_string(shape),
+                 " needs ", (n + 7) / 8, " bytes, got ", nbytes);
+  if (n) kernels::bits_to_bytes(bits, n, static_cast<uint8_t*>(t.mutable_data_ptr()));
+  return t;
+}
+
+int64_t count_kept(const Tensor& mask) {
+  SPARSITY_CHECK(mask.defined(), InvalidArgument, "count_kept: undefined mask");
+  const Tensor mc = mask.contiguous();
+  const size_t n = static_cast<size_t>(mc.numel());
+  if (n == 0) return 0;
+  if (mc.dtype() == DType::u8 || mc.dtype() == DType::bool_ || mc.dtype() == DType::i8) {
+    return kernels::count_kept_bytes(static_cast<const uint8_t*>(mc.data_ptr()), n);
+  }
+  std::vector<uint8_t> scratch;
+  return kernels::count_kept_bytes(mask_bytes(mc, scratch), n);
+}
+
 }  // namespace sparsity

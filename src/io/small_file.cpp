@@ -13,24 +13,19 @@
 #include "sparsity/base/error.hpp"
 
 namespace sparsity::io {
-namespace {
-[[noreturn]] void bad(ErrorCode code, const std::string& what, const std::string& path) {
-  throw Error(code, what + " (" + detail::printable(path) + ")");
-}
-}  // namespace
 
 
 std::string read_small_file(const std::string& path, size_t limit) {
   const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
-  if (fd < 0) bad(errno == ENOENT ? ErrorCode::NotFound : ErrorCode::Io, std::string("cannot open: ") + std::strerror(errno), path);
+  if (fd < 0) ::sparsity::detail::fail_at_file(errno == ENOENT ? ErrorCode::NotFound : ErrorCode::Io, std::string("cannot open: ") + std::strerror(errno), path);
   struct stat st {};
   if (::fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) {
     ::close(fd);
-    bad(ErrorCode::InvalidArgument, "not a regular file", path);
+    ::sparsity::detail::fail_at_file(ErrorCode::InvalidArgument, "not a regular file", path);
   }
   if (static_cast<uint64_t>(st.st_size) > limit) {
     ::close(fd);
-    bad(ErrorCode::InvalidArgument, "file is larger than " + std::to_string(limit) + " bytes", path);
+    ::sparsity::detail::fail_at_file(ErrorCode::InvalidArgument, "file is larger than " + std::to_string(limit) + " bytes", path);
   }
   std::string text(static_cast<size_t>(st.st_size), '\0');
   size_t got = 0;

@@ -6,7 +6,7 @@
 #include "sparsity/io/checkpoint.hpp"
 #include "sparsity/kernels/kernels.hpp"
 
-namespace sparsity::io {
+namespace sparsity::prune {
 namespace {
 
 bool is_float_name(const std::string& d) { return d[0] == 'F' || d == "BF16"; }
@@ -86,11 +86,11 @@ std::string detect_pattern(const uint8_t* nz, int64_t rows, int64_t cols) {
 }
 
 CheckpointStats inspect_checkpoint(const std::string& path) {
-  const Checkpoint ckpt = Checkpoint::open(path);
+  const io::Checkpoint ckpt = io::Checkpoint::open(path);
   CheckpointStats out;
   std::vector<uint8_t> flags;
   for (const auto& e : ckpt.entries()) {
-    const TensorInfo& info = *e.info;
+    const io::TensorInfo& info = *e.info;
     TensorStats s;
     s.name = info.name;
     s.dtype = info.dtype_name;
@@ -115,4 +115,4 @@ CheckpointStats inspect_checkpoint(const std::string& path) {
   return out;
 }
 
-}  // namespace sparsity::io
+}  // namespace sparsity::prune

@@ -7,7 +7,7 @@
 #include <mutex>
 #include <set>
 
-#include "io/json_strict.hpp"
+#include "base/json_strict.hpp"
 #include "base/text.hpp"
 #include "sparsity/sparsifier/nearly_diagonal_sparsifier.hpp"
 #include "sparsity/sparsifier/weight_norm_sparsifier.hpp"
@@ -289,8 +289,8 @@ PruneConfig parse_prune_config(const Json& json, const std::string& where) {
 
 PruneConfig parse_prune_config(std::string_view text, const std::string& where) {
   Json j;
-  io::detail::StrictJsonError err;
-  if (!io::detail::parse_strict(text.data(), text.data() + text.size(), j, err)) {
+  ::sparsity::detail::StrictJsonError err;
+  if (!::sparsity::detail::parse_strict(text.data(), text.data() + text.size(), j, err)) {
     if (err.kind == 1) bad("duplicate key " + quote(err.key), printable(where) + ", key " + printable(err.key));
     if (err.kind == 2) bad("configuration is nested too deeply", printable(where));
     bad("configuration is not valid JSON", printable(where) + ", byte offset " + std::to_string(err.offset));

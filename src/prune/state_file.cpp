@@ -4,50 +4,26 @@
 #include <cstring>
 #include <set>
 
-#include "io/json_strict.hpp"
+#include "base/json_strict.hpp"
 #include "base/text.hpp"
+#include "sparsity/core/ops.hpp"
 #include "sparsity/io/safetensors.hpp"
-#include "sparsity/kernels/kernels.hpp"
 
-namespace sparsity::io {
+namespace sparsity::prune {
 namespace {
 
+using ::sparsity::detail::fail_at_file;
 using ::sparsity::detail::printable;
 using ::sparsity::detail::quote;
 
 constexpr const char* kFormat = "sparsity-state/1";
 
-[[noreturn]] void bad(const std::string& what, const std::string& path, const std::string& where) {
-  throw Error(ErrorCode::InvalidArgument, what + " (" + printable(path) + ", " + where + ")");
-}
 
 }  // namespace
 
-PackedMask pack_mask(const Tensor& mask) {
-  PackedMask p;
-  p.shape = mask.shape();
-  const size_t n = static_cast<size_t>(mask.numel());
-  p.bits.assign((n + 7) / 8, 0);
-  Tensor c = mask.contiguous();
-  if (c.dtype() == DType::u8 || c.dtype() == DType::bool_) {
-    // bool_ bytes are 0/1 too; any non-zero byte counts as kept.
-    kernels::bytes_to_bits(static_cast<const uint8_t*>(c.data_ptr()), n, p.bits.data());
-  } else {
-    std::vector<uint8_t> bytes(n);
-    kernels::mask_to_bytes(c.dtype(), c.data_ptr(), n, bytes.data());
-    kernels::bytes_to_bits(bytes.data(), n, p.bits.data());
-  }
-  return p;
-}
+PackedMask pack_mask(const Tensor& mask) { return {mask.shape(), mask_to_bits(mask)}; }
 
-Tensor unpack_mask(const PackedMask& mask) {
-  Tensor t = Tensor::zeros(mask.shape, DType::u8);
-  const size_t n = static_cast<size_t>(t.numel());
-  SPARSITY_CHECK(mask.bits.size() == (n + 7) / 8, InvalidArgument, "packed mask of shape ",
-                 shape_to_string(mask.shape), " needs ", (n + 7) / 8, " bytes, got ", mask.bits.size());
-  if (n) kernels::bits_to_bytes(mask.bits.data(), n, static_cast<uint8_t*>(t.mutable_data_ptr()));
-  return t;
-}
+Tensor unpack_mask(const PackedMask& mask) { return mask_from_bits(mask.bits.data(), mask.bits.size(), mask.shape); }
 
 SparsifierCheckpoint checkpoint_of(const BaseSparsifier& sparsifier, const BaseScheduler* scheduler, int64_t steps) {
   SparsifierCheckpoint c;
@@ -78,7 +54,7 @@ SparsifierStateDict to_state_dict(const SparsifierCheckpoint& c) {
 
 void save_checkpoint(const std::string& path, const SparsifierCheckpoint& c) { stage_checkpoint(path, c)->publish(); }
 
-std::unique_ptr<SafetensorsWriter> stage_checkpoint(const std::string& path, const SparsifierCheckpoint& c,
+std::unique_ptr<io::SafetensorsWriter> stage_checkpoint(const std::string& path, const SparsifierCheckpoint& c,
                                                     bool durable) {
   std::map<std::string, std::string> meta;
   meta["sparsity.format"] = kFormat;
@@ -96,9 +72,9 @@ std::unique_ptr<SafetensorsWriter> stage_checkpoint(const std::string& path, con
   meta["state"] = state.dump();
   meta["scheduler"] = c.scheduler.dump();
   meta["steps"] = std::to_string(c.steps);
-  std::vector<TensorSpec> specs;
+  std::vector<io::TensorSpec> specs;
   for (const auto& [fqn, m] : c.masks) specs.push_back({fqn, "U8", {static_cast<int64_t>(m.bits.size())}});
-  auto w = std::make_unique<SafetensorsWriter>(path, std::move(specs), meta);
+  auto w = std::make_unique<io::SafetensorsWriter>(path, std::move(specs), meta);
   w->set_durable(durable);
   for (size_t i = 0; i < c.masks.size(); ++i) {
     const auto& bits = c.masks[i].second.bits;
@@ -109,69 +85,71 @@ std::unique_ptr<SafetensorsWriter> stage_checkpoint(const std::string& path, con
 }
 
 SparsifierCheckpoint load_checkpoint(const std::string& path) {
-  auto file = SafetensorsFile::open(path);
+  auto file = io::SafetensorsFile::open(path);
   const auto& meta = file->metadata();
   auto text = [&](const char* key) -> const std::string& {
     auto it = meta.find(key);
-    if (it == meta.end()) bad(std::string("not a sparsity state file: no __metadata__ key '") + key + "'", path,
+    if (it == meta.end()) fail_at_file(ErrorCode::InvalidArgument, std::string("not a sparsity state file: no __metadata__ key '") + key + "'", path,
                               std::string("key __metadata__.") + key);
     return it->second;
   };
   auto json = [&](const char* key) {
     const std::string& t = text(key);
     Json j;
-    detail::StrictJsonError err;
-    if (!detail::parse_strict(t.data(), t.data() + t.size(), j, err)) {
-      bad("invalid JSON in state metadata", path, std::string("key __metadata__.") + key);
+    ::sparsity::detail::StrictJsonError err;
+    if (!::sparsity::detail::parse_strict(t.data(), t.data() + t.size(), j, err)) {
+      fail_at_file(ErrorCode::InvalidArgument, "invalid JSON in state metadata", path, std::string("key __metadata__.") + key);
     }
     return j;
   };
   if (text("sparsity.format") != kFormat) {
-    bad("unsupported state format " + quote(text("sparsity.format")) + " (expected " + kFormat + ")", path,
+    fail_at_file(ErrorCode::InvalidArgument, "unsupported state format " + quote(text("sparsity.format")) + " (expected " + kFormat + ")", path,
         "key __metadata__.sparsity.format");
   }
   SparsifierCheckpoint c;
   c.sparsifier = text("sparsifier");
   c.defaults = json("defaults");
-  if (!c.defaults.is_object()) bad("defaults must be a JSON object", path, "key __metadata__.defaults");
+  if (!c.defaults.is_object()) fail_at_file(ErrorCode::InvalidArgument, "defaults must be a JSON object", path, "key __metadata__.defaults");
   const Json groups = json("groups");
-  if (!groups.is_array()) bad("groups must be a JSON array", path, "key __metadata__.groups");
+  if (!groups.is_array()) fail_at_file(ErrorCode::InvalidArgument, "groups must be a JSON array", path, "key __metadata__.groups");
   std::set<std::string> fqns;
   for (size_t i = 0; i < groups.size(); ++i) {
     const Json& g = groups[i];
     if (!g.is_object() || !g.contains("tensor_fqn") || !g["tensor_fqn"].is_string()) {
-      bad("group without a string tensor_fqn", path, "key __metadata__.groups[" + std::to_string(i) + "]");
+      fail_at_file(ErrorCode::InvalidArgument, "group without a string tensor_fqn", path, "key __metadata__.groups[" + std::to_string(i) + "]");
     }
     if (!fqns.insert(g["tensor_fqn"].get<std::string>()).second) {
-      bad("tensor_fqn " + quote(g["tensor_fqn"].get<std::string>()) + " appears twice", path,
+      fail_at_file(ErrorCode::InvalidArgument, "tensor_fqn " + quote(g["tensor_fqn"].get<std::string>()) + " appears twice", path,
           "key __metadata__.groups[" + std::to_string(i) + "]");
     }
     c.groups.push_back(g);
   }
   const Json state = json("state");
-  if (!state.is_object()) bad("state must be a JSON object", path, "key __metadata__.state");
+  if (!state.is_object()) fail_at_file(ErrorCode::InvalidArgument, "state must be a JSON object", path, "key __metadata__.state");
   c.scheduler = json("scheduler");
   if (!c.scheduler.is_null() && !c.scheduler.is_object()) {
-    bad("scheduler must be a JSON object or null", path, "key __metadata__.scheduler");
+    fail_at_file(ErrorCode::InvalidArgument, "scheduler must be a JSON object or null", path, "key __metadata__.scheduler");
   }
   try {
     const std::string& s = text("steps");
     size_t used = 0;
     c.steps = std::stoll(s, &used);
-    if (used != s.size() || c.steps < 0) throw std::invalid_argument("steps");
+    // Scheduler epochs are ints: a count beyond them could not be continued.
+    if (used != s.size() || c.steps < 0 || c.steps > kMaxSteps) throw std::invalid_argument("steps");
   } catch (const std::logic_error&) {
-    bad("steps must be a non-negative integer", path, "key __metadata__.steps");
+    fail_at_file(ErrorCode::InvalidArgument, "steps must be an integer in [0, " + std::to_string(kMaxSteps) + "]",
+                 path, "key __metadata__.steps");
   }
   for (auto it = state.begin(); it != state.end(); ++it) {
     const std::string& fqn = it.key();
     const std::string where = "key __metadata__.state." + printable(fqn);
-    if (!fqns.count(fqn)) bad("state entry " + quote(fqn) + " has no group", path, where);
+    if (!fqns.count(fqn)) fail_at_file(ErrorCode::InvalidArgument, "state entry " + quote(fqn) + " has no group", path, where);
     const Json& s = it.value();
-    if (!s.is_object() || !s.contains("shape") || !s["shape"].is_array()) bad("state entry without a shape", path, where);
+    if (!s.is_object() || !s.contains("shape") || !s["shape"].is_array()) fail_at_file(ErrorCode::InvalidArgument, "state entry without a shape", path, where);
     PackedMask m;
     for (const auto& d : s["shape"]) {
       if (!d.is_number_unsigned() && !(d.is_number_integer() && d.get<int64_t>() >= 0)) {
-        bad("shape holds a value that is not a non-negative integer", path, where);
+        fail_at_file(ErrorCode::InvalidArgument, "shape holds a value that is not a non-negative integer", path, where);
       }
       m.shape.push_back(d.get<int64_t>());
     }
@@ -179,13 +157,13 @@ SparsifierCheckpoint load_checkpoint(const std::string& path) {
     try {
       n = shape_numel(m.shape);
     } catch (const Error&) {
-      bad("shape overflows", path, where);
+      fail_at_file(ErrorCode::InvalidArgument, "shape overflows", path, where);
     }
-    if (!file->contains(fqn)) bad("no mask tensor for " + quote(fqn), path, "tensor " + quote(fqn));
-    const TensorInfo& info = file->info(fqn);
+    if (!file->contains(fqn)) fail_at_file(ErrorCode::InvalidArgument, "no mask tensor for " + quote(fqn), path, "tensor " + quote(fqn));
+    const io::TensorInfo& info = file->info(fqn);
     const uint64_t need = (static_cast<uint64_t>(n) + 7) / 8;
     if (info.dtype_name != "U8" || info.shape.size() != 1 || info.nbytes() != need) {
-      bad("mask of shape " + shape_to_string(m.shape) + " must be U8 [" + std::to_string(need) + "]", path,
+      fail_at_file(ErrorCode::InvalidArgument, "mask of shape " + shape_to_string(m.shape) + " must be U8 [" + std::to_string(need) + "]", path,
           "tensor " + quote(fqn));
     }
     m.bits.assign(file->bytes(info), file->bytes(info) + info.nbytes());
@@ -195,9 +173,9 @@ SparsifierCheckpoint load_checkpoint(const std::string& path) {
     c.masks.emplace_back(fqn, std::move(m));
   }
   for (const auto& info : file->tensors()) {
-    if (!state.contains(info.name)) bad("tensor " + quote(info.name) + " is not in the state", path, "tensor " + quote(info.name));
+    if (!state.contains(info.name)) fail_at_file(ErrorCode::InvalidArgument, "tensor " + quote(info.name) + " is not in the state", path, "tensor " + quote(info.name));
   }
   return c;
 }
 
-}  // namespace sparsity::io
+}  // namespace sparsity::prune

@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <sstream>
+#include <unordered_map>
 
 #include "sparsity/sparsifier/fake_sparsity.hpp"
 
@@ -91,6 +92,10 @@ void BaseSparsifier::set_masks_in_model_state_dict(bool on) {
 std::vector<ConfigEntry> BaseSparsifier::make_config_from_model(const ModulePtr& model) const {
   SPARSITY_CHECK(model != nullptr, InvalidArgument, "make_config_from_model on a null model");
   std::vector<ConfigEntry> config;
+  // module_to_fqn's answer (the first pre-order path) for every module, from one walk instead of a
+  // search per module.
+  std::unordered_map<const Module*, std::string> fqn_of;
+  for (const auto& [fqn, m] : model->named_modules()) fqn_of.emplace(m.get(), fqn);
   std::vector<ModulePtr> stack{model};
   while (!stack.empty()) {
     ModulePtr module = stack.back();
@@ -99,8 +104,7 @@ std::vector<ConfigEntry> BaseSparsifier::make_config_from_model(const ModulePtr&
       // Exact type, like torch's `type(child) in SUPPORTED_MODULES`: a parametrized Linear is
       // "ParametrizedLinear" and does not match.
       if (supported_modules_.count(child->type_name())) {
-        const auto fqn = module_to_fqn(*model, *child);
-        config.emplace_back(Json{{"tensor_fqn", *fqn + ".weight"}});
+        config.emplace_back(Json{{"tensor_fqn", fqn_of.at(child.get()) + ".weight"}});
       } else {
         stack.push_back(child);
       }

@@ -12,7 +12,7 @@
 #include "sparsity/sparsifier/weight_norm_sparsifier.hpp"
 #include "temp_dir.hpp"
 
-namespace sparsity::io {
+namespace sparsity::prune {
 namespace {
 
 std::string temp_path(const std::string& name) {
@@ -63,7 +63,7 @@ TEST(StateFile, RoundTripKeepsEverything) {
   EXPECT_EQ(sd.state[0].second.mask.to_vector(), (std::vector<double>{1, 1, 1, 1, 1, 1, 1, 1, 0, 1}));
   EXPECT_EQ(sd.state[0].second.values, c.values["a.weight"]);
   // The file is a plain safetensors file: one U8 tensor of ceil(n / 8) bytes per mask.
-  auto f = SafetensorsFile::open(path);
+  auto f = io::SafetensorsFile::open(path);
   EXPECT_EQ(f->info("a.weight").shape, (Shape{2}));
   EXPECT_EQ(f->metadata().at("sparsity.format"), "sparsity-state/1");
 }
@@ -89,7 +89,7 @@ TEST(StateFile, SnapshotOfALiveSparsifier) {
 void expect_load_error(const std::map<std::string, std::string>& meta, const NamedList<Tensor>& tensors,
                        const std::string& fragment) {
   const std::string path = temp_path("bad.safetensors");
-  save_safetensors(path, tensors, meta);
+  io::save_safetensors(path, tensors, meta);
   try {
     load_checkpoint(path);
     ADD_FAILURE() << "accepted; expected " << fragment;
@@ -107,7 +107,7 @@ std::map<std::string, std::string> good_meta() {
 TEST(StateFile, RejectsMalformedFiles) {
   const NamedList<Tensor> bits = {{"a", Tensor::zeros({2}, DType::u8)}};
   EXPECT_NO_THROW({
-    save_safetensors(temp_path("ok.safetensors"), bits, good_meta());
+    io::save_safetensors(temp_path("ok.safetensors"), bits, good_meta());
   });
   auto m = good_meta();
   m.erase("sparsity.format");
@@ -133,4 +133,4 @@ TEST(StateFile, RejectsMalformedFiles) {
 }
 
 }  // namespace
-}  // namespace sparsity::io
+}  // namespace sparsity::prune

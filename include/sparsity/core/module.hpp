@@ -10,14 +10,11 @@
 #include <utility>
 #include <vector>
 
-#include <nlohmann/json.hpp>
-
+#include "sparsity/base/json.hpp"
+#include "sparsity/base/ordered_map.hpp"
 #include "sparsity/core/tensor.hpp"
 
 namespace sparsity {
-
-/// Ordered JSON: the dynamic value type of configs and sparse_params (keys keep insertion order).
-using Json = nlohmann::ordered_json;
 
 class Module;
 using ModulePtr = std::shared_ptr<Module>;
@@ -150,8 +147,8 @@ class Module : public std::enable_shared_from_this<Module> {
     bool persistent;
   };
   std::string type_name_;
-  NamedList<TensorSlot> tensors_;
-  NamedList<ModulePtr> children_;
+  OrderedMap<std::string, TensorSlot> tensors_;
+  OrderedMap<std::string, ModulePtr> children_;
   NamedList<ForwardPreHook> pre_hooks_;
   NamedList<ForwardHook> hooks_;
   int next_hook_id_ = 0;

@@ -1,23 +1,24 @@
-// Checkpoints: one safetensors file, or a sharded set described by model.safetensors.index.json.
+// Checkpoints: one tensor file, or a sharded set described by model.safetensors.index.json.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
 
-#include "sparsity/io/safetensors.hpp"
-#include "sparsity/core/module.hpp"
+#include "sparsity/io/tensor_file.hpp"
 
 namespace sparsity::io {
 
 /// One tensor of a checkpoint and the shard that holds it.
 struct CheckpointEntry {
-  std::shared_ptr<SafetensorsFile> file;
+  std::shared_ptr<TensorFile> file;
   const TensorInfo* info = nullptr;
   size_t shard = 0;
 };
 
-/// A checkpoint opened as a whole. A path ending in ".json" is a sharded index
+/// A checkpoint opened as a whole: one tensor file of any format open_tensor_file() knows, or, for a
+/// path ending in ".json", a sharded index
 /// ({"metadata": {...}, "weight_map": {tensor: shard file name}}), whose shards live beside it; every
 /// shard is opened and validated, and the index must name each tensor of each shard exactly once.
 ///
@@ -30,7 +31,7 @@ class Checkpoint {
   const std::string& path() const noexcept { return path_; }
   bool sharded() const noexcept { return sharded_; }
   /// Shards in index order (one element for a single file).
-  const std::vector<std::shared_ptr<SafetensorsFile>>& shards() const noexcept { return shards_; }
+  const std::vector<std::shared_ptr<TensorFile>>& shards() const noexcept { return shards_; }
   /// Shard file names as the index gives them (the single file's base name otherwise).
   const std::vector<std::string>& shard_names() const noexcept { return shard_names_; }
   /// The index file's text (sharded only).
@@ -45,7 +46,7 @@ class Checkpoint {
  private:
   std::string path_;
   bool sharded_ = false;
-  std::vector<std::shared_ptr<SafetensorsFile>> shards_;
+  std::vector<std::shared_ptr<TensorFile>> shards_;
   std::vector<std::string> shard_names_;
   std::string index_text_;
   std::vector<CheckpointEntry> entries_;
@@ -55,7 +56,5 @@ class Checkpoint {
 
 /// True for paths that name a sharded index (ending in ".json").
 bool is_index_path(const std::string& path);
-/// Directory part of a path ("." when there is none).
-std::string parent_dir(const std::string& path);
 
 }  // namespace sparsity::io

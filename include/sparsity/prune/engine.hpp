@@ -1,4 +1,4 @@
-// Out-of-core pruning of safetensors checkpoints: the engine behind `sparsity prune` and `sparsity demo`.
+// prune::run: out-of-core pruning of a checkpoint, the engine behind `sparsity prune` and `sparsity demo`.
 #pragma once
 
 #include <cstdint>
@@ -6,22 +6,23 @@
 #include <string>
 #include <vector>
 
-#include "sparsity/io/checkpoint.hpp"
+#include "sparsity/core/tensor.hpp"
 #include "sparsity/prune/registry.hpp"
 
-namespace sparsity::io {
+namespace sparsity::prune {
 
 /// What to prune and where the results go. Empty paths are not written.
-struct PruneOptions {
-  std::string model;   ///< .safetensors file or sharded index (.json)
-  PruneConfig config;  ///< see registry.hpp
+struct Options {
+  std::string model;                    ///< a tensor file (safetensors, ...) or a sharded index (.json)
+  PruneConfig config;                   ///< see registry.hpp
+  std::string config_where = "config";  ///< names the config in error messages (its file)
   std::string output;  ///< pruned checkpoint (same form as `model`); may equal `model`
-  std::string masks;   ///< U8 masks, 1 kept / 0 pruned, one per pruned tensor
+  std::string masks;   ///< U8 masks, 1 kept / 0 pruned, one per pruned tensor (safetensors)
   std::string state;   ///< sparsifier state file (state_file.hpp)
-  std::string resume;  ///< state file to continue from
-  int threads = 0;     ///< 0: every core
-  bool durable = true; ///< fsync outputs before renaming them into place
-  /// Called from worker threads (serialised) with bytes done and total.
+  std::string resume;  ///< state file to continue from; may equal `state`
+  int threads = 0;     ///< 0: every core; results never depend on it
+  bool durable = true; ///< fsync outputs before they appear
+  /// Called from worker threads (serialised) with the bytes done and the total.
   std::function<void(uint64_t done, uint64_t total)> progress;
 };
 
@@ -34,21 +35,27 @@ struct LayerReport {
   double seconds = 0;
 };
 
-struct PruneReport {
-  std::vector<LayerReport> layers;  ///< in config order
+struct Report {
+  std::vector<LayerReport> layers;  ///< in target order
   int64_t steps_done = 0;           ///< including the resumed state's
 };
 
-/// The tensors a configuration prunes, in config order (for `config` null: every module whose
-/// `weight` is 2-D and floating, in make_config_from_model's LIFO order over the module tree the
-/// tensor names describe). Each entry is the config entry (with "tensor_fqn"). Unknown fqns,
-/// non-floating or non-2-D tensors throw InvalidArgument naming the config key.
-std::vector<Json> resolve_targets(const Checkpoint& model, const PruneConfig& config, const std::string& config_where);
+/// Prunes a checkpoint out of core:
+///   1. targets: the config's tensors, or make_config_from_model over the module tree the tensor names
+///      describe;
+///   2. outputs: every path checked against the inputs and each other by file identity, every writer
+///      hidden until the end;
+///   3. per tensor, on a pool of workers under a memory budget: prepare, `steps` x (step, scheduler
+///      step) on a view of the tensor, its squashed value and mask streamed to the outputs (a tensor
+///      that is not pruned is copied byte for byte);
+///   4. publication: every output appears only when all are complete.
+/// On any error nothing is written and the input is untouched; errors name the file, tensor or key.
+///
+///   sparsity::prune::Options o;
+///   o.model = "model.safetensors";
+///   o.config = sparsity::parse_prune_config(R"({"sparsifier": "WeightNormSparsifier"})", "inline");
+///   o.output = "pruned.safetensors";
+///   sparsity::prune::Report r = sparsity::prune::run(o);
+Report run(const Options& options);
 
-/// Runs prepare, `steps` x (step, scheduler step) and squash on every target, tensor by tensor (the
-/// groups are independent and each tensor replays the scheduler's levels), streaming the input from
-/// its mapping to the outputs. Outputs appear only when everything succeeded (temporary files, fsync,
-/// rename); on any error nothing is written and the input is untouched.
-PruneReport prune_checkpoint(const PruneOptions& options, const std::string& config_where = "config");
-
-}  // namespace sparsity::io
+}  // namespace sparsity::prune

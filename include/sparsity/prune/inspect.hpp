@@ -7,7 +7,7 @@
 
 #include "sparsity/core/tensor.hpp"
 
-namespace sparsity::io {
+namespace sparsity::prune {
 
 /// One tensor's statistics. `pattern` is "dense" (no zeros), "all zero", "N:M" (every M consecutive
 /// elements along a row hold at most N non-zeros, N < M, and most groups hold exactly N), "RxC blocks" (the zeros are exactly a union
@@ -34,4 +34,4 @@ CheckpointStats inspect_checkpoint(const std::string& path);
 /// Pattern of a rows x cols matrix given its non-zero flags (1 = non-zero), as described above.
 std::string detect_pattern(const uint8_t* nonzero, int64_t rows, int64_t cols);
 
-}  // namespace sparsity::io
+}  // namespace sparsity::prune

@@ -10,7 +10,10 @@
 #include "sparsity/scheduler/base_scheduler.hpp"
 #include "sparsity/sparsifier/base_sparsifier.hpp"
 
-namespace sparsity::io {
+namespace sparsity::prune {
+
+/// Most steps a state may count (scheduler epochs are 32-bit ints).
+inline constexpr int64_t kMaxSteps = 2147483647;
 
 /// A mask of `shape` packed as bits (element i is bit i % 8 of byte i / 8; 1 = kept).
 struct PackedMask {
@@ -47,10 +50,10 @@ Tensor unpack_mask(const PackedMask& mask);
 void save_checkpoint(const std::string& path, const SparsifierCheckpoint& checkpoint);
 /// Writes and flushes a hidden file; the returned writer's publish() makes it appear at `path`
 /// (for several outputs that must appear together).
-std::unique_ptr<SafetensorsWriter> stage_checkpoint(const std::string& path, const SparsifierCheckpoint& checkpoint,
+std::unique_ptr<io::SafetensorsWriter> stage_checkpoint(const std::string& path, const SparsifierCheckpoint& checkpoint,
                                                     bool durable = true);
 /// Reads and validates (format key, JSON of every metadata key, bit counts per mask, masks matching
 /// groups); errors name the file and the key or tensor.
 SparsifierCheckpoint load_checkpoint(const std::string& path);
 
-}  // namespace sparsity::io
+}  // namespace sparsity::prune

@@ -5,9 +5,9 @@
 #include <string>
 #include <vector>
 
-#include <nlohmann/json.hpp>
+#include "sparsity/base/json.hpp"
 
-namespace sparsity::io::detail {
+namespace sparsity::detail {
 
 /// Why parse_strict failed: kind 0 = syntax (at byte `offset`), 1 = duplicate key `key`, 2 = too deep.
 struct StrictJsonError {
@@ -18,12 +18,12 @@ struct StrictJsonError {
 
 /// Parses [begin, end) into `out`; returns false and fills `err` on a syntax error, a key repeated in
 /// one object, or nesting deeper than `max_depth`.
-inline bool parse_strict(const char* begin, const char* end, nlohmann::ordered_json& out, StrictJsonError& err,
+inline bool parse_strict(const char* begin, const char* end, Json& out, StrictJsonError& err,
                          int max_depth = 64) {
   struct Stop {};
   std::vector<std::set<std::string>> keys;
-  auto callback = [&](int depth, nlohmann::ordered_json::parse_event_t event, nlohmann::ordered_json& parsed) {
-    using E = nlohmann::ordered_json::parse_event_t;
+  auto callback = [&](int depth, Json::parse_event_t event, Json& parsed) {
+    using E = Json::parse_event_t;
     if (depth > max_depth) {
       err.kind = 2;
       throw Stop{};
@@ -43,12 +43,12 @@ inline bool parse_strict(const char* begin, const char* end, nlohmann::ordered_j
     return true;
   };
   try {
-    out = nlohmann::ordered_json::parse(begin, end, callback, /*allow_exceptions=*/true);
+    out = Json::parse(begin, end, callback, /*allow_exceptions=*/true);
     return true;
-  } catch (const nlohmann::ordered_json::parse_error& e) {
+  } catch (const Json::parse_error& e) {
     err.kind = 0;
     err.offset = e.byte > 0 ? e.byte - 1 : 0;
-  } catch (const nlohmann::ordered_json::exception&) {
+  } catch (const Json::exception&) {
     err.kind = 0;
     err.offset = 0;
   } catch (const Stop&) {
@@ -56,4 +56,4 @@ inline bool parse_strict(const char* begin, const char* end, nlohmann::ordered_j
   return false;
 }
 
-}  // namespace sparsity::io::detail
+}  // namespace sparsity::detail

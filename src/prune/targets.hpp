@@ -1,0 +1,37 @@
+// Which tensors a configuration prunes: the module tree the tensor names describe, and the targets.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "sparsity/core/module.hpp"
+#include "sparsity/io/checkpoint.hpp"
+#include "sparsity/prune/registry.hpp"
+#include "sparsity/sparsifier/base_sparsifier.hpp"
+
+namespace sparsity::prune {
+
+/// The layer kind of the module holding `info` when `info` is its `weight`: the file's own word when it
+/// says, else "Linear" for a floating 2-D weight, "Conv2d" for a floating 4-D one, else "Module".
+std::string module_type_of(const io::TensorInfo& info);
+
+/// The module tree the names of `entries` describe ("a.b.weight" is tensor `weight` of module `a.b`,
+/// typed by module_type_of its weight), each tensor a read-only view of its file. Names that describe no
+/// module (an empty part; a name that is both a tensor and a module) are left out, as are tensors no
+/// Tensor can hold. Built top down, so it costs O(names).
+ModulePtr module_tree(const std::vector<io::CheckpointEntry>& entries);
+
+/// One tensor to prune: its config entry (with "tensor_fqn") and where it lives.
+struct Target {
+  std::string fqn;
+  Json entry;
+  const io::CheckpointEntry* source = nullptr;
+};
+
+/// The targets of `config` in config order; without a `config` list, make_config_from_model of
+/// `sparsifier` over module_tree(model). A named tensor the model lacks, that is not floating point or
+/// not 2-D throws InvalidArgument located at `config_where` and the entry's key.
+std::vector<Target> resolve_targets(const io::Checkpoint& model, const PruneConfig& config,
+                                    const BaseSparsifier& sparsifier, const std::string& config_where);
+
+}  // namespace sparsity::prune

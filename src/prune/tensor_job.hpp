@@ -1,0 +1,55 @@
+// One target's work: the sparsifier lifecycle on a view of the tensor, streamed to the outputs.
+#pragma once
+
+#include <cstddef>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "base/scratch.hpp"
+#include "prune/targets.hpp"
+#include "sparsity/io/tensor_file.hpp"
+#include "sparsity/prune/engine.hpp"
+#include "sparsity/prune/state_file.hpp"
+
+namespace sparsity::prune {
+
+/// What a resumed run restores for one tensor.
+struct ResumedTensor {
+  Json group;
+  const PackedMask* mask = nullptr;
+  Json values;     ///< TensorState::values, possibly empty
+  Json scheduler;  ///< this tensor's part of the scheduler state (null when none)
+};
+
+/// Where one target's results go; null writers are not written.
+struct TensorSinks {
+  io::TensorWriter* model = nullptr;
+  size_t model_index = 0;
+  io::TensorWriter* masks = nullptr;
+  size_t mask_index = 0;
+  bool state = false;
+};
+
+/// A worker's memory, reused from tensor to tensor: the mask and the slices on their way out.
+struct WorkerScratch {
+  ::sparsity::detail::Scratch<uint8_t> mask, slice;
+};
+
+/// What one target leaves for the report and the state file.
+struct TensorResult {
+  LayerReport report;
+  PackedMask bits;  ///< the final mask (when the state is written)
+  Json group;
+  Json values;
+  Json scheduler;
+};
+
+/// Prunes one target: a one-tensor module tree holding a read-only view of it, `prepare` with a u8 mask
+/// in the worker's scratch, `resumed` restored through load_state_dict, `steps` x (step, scheduler
+/// step). The squashed weight (squash_mask's value: the original where the mask keeps it, +0.0 elsewhere)
+/// is streamed slice by slice to `sinks.model`, the 0/1 mask to `sinks.masks`.
+TensorResult prune_tensor(const Target& target, const PruneConfig& config, const ResumedTensor* resumed,
+                          const TensorSinks& sinks, WorkerScratch& scratch);
+
+}  // namespace sparsity::prune
