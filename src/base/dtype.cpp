@@ -1,6 +1,7 @@
 // DType names.
 #include "sparsity/base/dtype.hpp"
 
+#include "base/text.hpp"
 #include "sparsity/base/error.hpp"
 
 namespace sparsity {
@@ -25,7 +26,7 @@ DType dtype_from_string(std::string_view name) {
                   DType::i32, DType::i64}) {
     if (name == to_string(t)) return t;
   }
-  SPARSITY_FAIL(InvalidArgument, "unknown dtype '", name, "'");
+  SPARSITY_FAIL(InvalidArgument, "unknown dtype ", ::sparsity::detail::quote(name), "");
 }
 
 }  // namespace sparsity

@@ -3,6 +3,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <CLI/CLI.hpp>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -17,8 +18,6 @@
 #include <sstream>
 #include <string>
 #include <vector>
-
-#include <CLI/CLI.hpp>
 
 #include "base/text.hpp"
 #include "io/small_file.hpp"
@@ -116,7 +115,7 @@ void print_layers(const sparsity::prune::Report& report, bool per_step) {
   head.push_back("time");
   rows.push_back(head);
   for (const auto& l : report.layers) {
-    std::vector<std::string> r = {l.fqn, l.dtype, shape_str(l.shape)};
+    std::vector<std::string> r = {printable(l.fqn), l.dtype, shape_str(l.shape)};
     if (per_step) {
       for (size_t s = 0; s < steps; ++s) {
         r.push_back(s < l.sparsity_per_step.size() ? fmt("%.3f", l.sparsity_per_step[s]) : "");
@@ -265,10 +264,9 @@ std::vector<Spec> demo_specs() {
 }
 
 void write_text(const std::string& path, const std::string& text) {
-  FILE* f = std::fopen(path.c_str(), "wb");
-  if (!f || std::fwrite(text.data(), 1, text.size(), f) != text.size() || std::fclose(f) != 0) {
-    throw sparsity::Error(sparsity::ErrorCode::Io, std::string("cannot write: ") + std::strerror(errno) + " (" + printable(path) + ")");
-  }
+  sparsity::io::AtomicFile f(path);
+  f.write(text.data(), text.size(), 0);
+  f.commit();
 }
 
 int run_demo(std::string dir, int threads) {
@@ -330,23 +328,19 @@ int run_make_model(const std::string& out, int64_t layers, int64_t dim) {
   return 0;
 }
 
-std::string one_line(std::string s) {
-  for (auto& c : s) {
-    if (c == '\n' || c == '\r') c = ' ';
-  }
-  return s;
-}
-
 int fail(int status, const std::string& message) {
   if (g_progress) g_progress->clear();
   std::cout.flush();
-  std::fprintf(stderr, "sparsity: error: %s\n", one_line(message).c_str());
+  // One printable line whatever the message holds (NUL, escape sequences, megabytes of name).
+  const std::string line = "sparsity: error: " + sparsity::detail::one_line(message) + "\n";
+  std::fwrite(line.data(), 1, line.size(), stderr);
   return status;
 }
 
 }  // namespace
 
 int main(int argc, char** argv) {
+  sparsity::io::install_cleanup_handlers();  // SIGINT/SIGTERM/SIGHUP remove hidden temporaries
   CLI::App app{"sparsity: prune safetensors checkpoints with torch.ao.pruning's sparsifiers", "sparsity"};
   app.set_version_flag("--version", std::string("sparsity ") + sparsity::version_string());
   app.require_subcommand(1);
@@ -392,6 +386,16 @@ int main(int argc, char** argv) {
     return fail(2, std::string(e.what()) + " (command line; see sparsity --help)");
   }
   try {
+    // An option given an empty value names no file: a mistake, never "do not write it".
+    for (const CLI::App* sub : {prune, inspect, demo}) {
+      for (const CLI::Option* opt : sub->get_options()) {
+        if (opt->count() > 0 && opt->get_expected_min() > 0) {
+          for (const auto& v : opt->results()) {
+            if (v.empty()) throw UsageError(opt->get_name() + " is empty");
+          }
+        }
+      }
+    }
     if (*prune) return run_prune(pa);
     if (*inspect) return run_inspect(inspect_model, inspect_json);
     if (*demo) return run_demo(demo_dir, demo_threads);

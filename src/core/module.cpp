@@ -7,6 +7,7 @@
 #include <typeinfo>
 #include <unordered_map>
 
+#include "base/text.hpp"
 #include "sparsity/core/parametrize.hpp"
 
 namespace sparsity {
@@ -19,7 +20,7 @@ std::string join_name(const std::string& prefix, const std::string& name) {
 void validate_name(const std::string& name, const char* what) {
   SPARSITY_CHECK(!name.empty(), InvalidArgument, what, " name must not be empty");
   SPARSITY_CHECK(name.find('.') == std::string::npos, InvalidArgument, what,
-                 " name must not contain a dot (got '", name, "')");
+                 " name must not contain a dot (got ", ::sparsity::detail::quote(name), ")");
 }
 
 // A Tensor handle's identity: the address of its shared impl's shape (stable while the tensor lives).
@@ -72,15 +73,17 @@ Tensor Module::register_buffer(const std::string& name, Tensor value) {
 Tensor Module::register_tensor(const std::string& name, Tensor value, bool is_parameter) {
   const char* what = is_parameter ? "parameter" : "buffer";
   validate_name(name, what);
-  SPARSITY_CHECK(value.defined(), InvalidArgument, what, " '", name, "' of ", type_name_, " is undefined");
-  SPARSITY_CHECK(!has_child(name), InvalidArgument, "cannot register ", what, " '", name, "' of ", type_name_,
-                 ": a child module has that name");
-  SPARSITY_CHECK(!parametrization_list(*this, name), InvalidArgument, "cannot register ", what, " '", name,
-                 "' of ", type_name_, ": that tensor is parametrized");
+  SPARSITY_CHECK(value.defined(), InvalidArgument, what, " ", ::sparsity::detail::quote(name), " of ",
+                 type_name_, " is undefined");
+  SPARSITY_CHECK(!has_child(name), InvalidArgument, "cannot register ", what, " ",
+                 ::sparsity::detail::quote(name), " of ", type_name_, ": a child module has that name");
+  SPARSITY_CHECK(!parametrization_list(*this, name), InvalidArgument, "cannot register ", what, " ",
+                 ::sparsity::detail::quote(name), " of ", type_name_, ": that tensor is parametrized");
   auto it = tensors_.find(name);
   if (it != tensors_.end()) {
-    SPARSITY_CHECK(it->second.is_parameter == is_parameter, InvalidArgument, "cannot register ", what, " '",
-                   name, "' of ", type_name_, ": a ", is_parameter ? "buffer" : "parameter", " has that name");
+    SPARSITY_CHECK(it->second.is_parameter == is_parameter, InvalidArgument, "cannot register ", what, " ",
+                   ::sparsity::detail::quote(name), " of ", type_name_, ": a ",
+                   is_parameter ? "buffer" : "parameter", " has that name");
     it->second.value = value;
   } else {
     tensors_.emplace(name, TensorSlot{value, is_parameter, true});
@@ -90,16 +93,18 @@ Tensor Module::register_tensor(const std::string& name, Tensor value, bool is_pa
 
 void Module::register_module_impl(const std::string& name, ModulePtr module) {
   validate_name(name, "module");
-  SPARSITY_CHECK(module != nullptr, InvalidArgument, "module '", name, "' registered in ", type_name_,
-                 " is null");
-  SPARSITY_CHECK(tensors_.find(name) == tensors_.end(), InvalidArgument, "cannot register module '",
-                 name, "' in ", type_name_, ": a parameter or buffer has that name");
+  SPARSITY_CHECK(module != nullptr, InvalidArgument, "module ", ::sparsity::detail::quote(name),
+                 " registered in ", type_name_, " is null");
+  SPARSITY_CHECK(tensors_.find(name) == tensors_.end(), InvalidArgument, "cannot register module ",
+                 ::sparsity::detail::quote(name), " in ", type_name_,
+                 ": a parameter or buffer has that name");
   // A module may appear several times in a tree, but never inside itself (enumeration would not end).
-  SPARSITY_CHECK(module.get() != this, InvalidArgument, "cannot register module '", name,
-                 "' inside itself");
+  SPARSITY_CHECK(module.get() != this, InvalidArgument, "cannot register module ",
+                 ::sparsity::detail::quote(name), " inside itself");
   for (const auto& [fqn, m] : module->named_modules()) {
-    SPARSITY_CHECK(m.get() != this, InvalidArgument, "cannot register module '", name, "': this ",
-                   type_name_, " is its descendant '", fqn, "' (cycle)");
+    SPARSITY_CHECK(m.get() != this, InvalidArgument, "cannot register module ",
+                   ::sparsity::detail::quote(name), ": this ", type_name_, " is its descendant ",
+                   ::sparsity::detail::quote(fqn), " (cycle)");
   }
   auto it = children_.find(name);
   if (it != children_.end()) {
@@ -122,7 +127,7 @@ void Module::unregister(const std::string& name) {
     children_.erase(it);
     return;
   }
-  SPARSITY_FAIL(NotFound, "cannot unregister '", name, "': ", type_name_,
+  SPARSITY_FAIL(NotFound, "cannot unregister ", ::sparsity::detail::quote(name), ": ", type_name_,
                 " has no parameter, buffer or child of that name");
 }
 
@@ -131,8 +136,8 @@ void Module::unregister(const std::string& name) {
 Tensor Module::tensor(const std::string& name) const {
   if (ModulePtr plist = parametrization_list(*this, name)) return plist->forward(Tensor());
   auto it = tensors_.find(name);
-  SPARSITY_CHECK(it != tensors_.end(), NotFound, type_name_, " has no parameter, buffer or parametrized tensor '",
-                 name, "'");
+  SPARSITY_CHECK(it != tensors_.end(), NotFound, type_name_,
+                 " has no parameter, buffer or parametrized tensor ", ::sparsity::detail::quote(name), "");
   return it->second.value;
 }
 
@@ -141,22 +146,22 @@ bool Module::has_tensor(const std::string& name) const {
 }
 
 void Module::set_tensor(const std::string& name, Tensor value) {
-  SPARSITY_CHECK(value.defined(), InvalidArgument, "cannot assign an undefined tensor to '", name, "' of ",
-                 type_name_);
+  SPARSITY_CHECK(value.defined(), InvalidArgument, "cannot assign an undefined tensor to ",
+                 ::sparsity::detail::quote(name), " of ", type_name_);
   if (parametrization_list(*this, name)) {
     const auto chain = parametrizations_of(*this, name);
     for (size_t i = chain.size(); i-- > 0;) {
-      SPARSITY_CHECK(chain[i]->has_right_inverse(), FailedPrecondition, "cannot assign '", name, "' of ",
-                     type_name(), ": parametrization ", i, " (", chain[i]->type_name(),
-                     ") has no right_inverse");
+      SPARSITY_CHECK(chain[i]->has_right_inverse(), FailedPrecondition, "cannot assign ",
+                     ::sparsity::detail::quote(name), " of ", type_name(), ": parametrization ", i, " (",
+                     chain[i]->type_name(), ") has no right_inverse");
     }
     for (size_t i = chain.size(); i-- > 0;) value = chain[i]->right_inverse(value);
     parametrization_original(*this, name).set_(value);
     return;
   }
   auto it = tensors_.find(name);
-  SPARSITY_CHECK(it != tensors_.end(), NotFound, "cannot assign '", name, "': ", type_name_,
-                 " has no parameter or buffer of that name");
+  SPARSITY_CHECK(it != tensors_.end(), NotFound, "cannot assign ", ::sparsity::detail::quote(name), ": ",
+                 type_name_, " has no parameter or buffer of that name");
   it->second.value = std::move(value);
 }
 
@@ -174,19 +179,20 @@ bool Module::has_child(const std::string& name) const {
 
 Tensor Module::parameter(const std::string& name) const {
   auto it = tensors_.find(name);
-  SPARSITY_CHECK(it != tensors_.end() && it->second.is_parameter, NotFound, type_name_,
-                 " has no parameter '", name, "'");
+  SPARSITY_CHECK(it != tensors_.end() && it->second.is_parameter, NotFound, type_name_, " has no parameter ",
+                 ::sparsity::detail::quote(name), "");
   return it->second.value;
 }
 Tensor Module::buffer(const std::string& name) const {
   auto it = tensors_.find(name);
-  SPARSITY_CHECK(it != tensors_.end() && !it->second.is_parameter, NotFound, type_name_,
-                 " has no buffer '", name, "'");
+  SPARSITY_CHECK(it != tensors_.end() && !it->second.is_parameter, NotFound, type_name_, " has no buffer ",
+                 ::sparsity::detail::quote(name), "");
   return it->second.value;
 }
 ModulePtr Module::child(const std::string& name) const {
   auto it = children_.find(name);
-  SPARSITY_CHECK(it != children_.end(), NotFound, type_name_, " has no child module '", name, "'");
+  SPARSITY_CHECK(it != children_.end(), NotFound, type_name_, " has no child module ",
+                 ::sparsity::detail::quote(name), "");
   return it->second;
 }
 
@@ -257,9 +263,9 @@ ModulePtr Module::get_submodule(const std::string& fqn) const {
   while (true) {
     const size_t dot = fqn.find('.', start);
     const std::string part = fqn.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    SPARSITY_CHECK(m->has_child(part), NotFound, "no submodule '", fqn, "': ",
-                   walked.empty() ? std::string("the root") : "'" + walked + "'", " (", m->type_name(),
-                   ") has no child '", part, "'");
+    SPARSITY_CHECK(m->has_child(part), NotFound, "no submodule ", ::sparsity::detail::quote(fqn), ": ",
+                   walked.empty() ? std::string("the root") : ::sparsity::detail::quote(walked), " (",
+                   m->type_name(), ") has no child ", ::sparsity::detail::quote(part), "");
     m = m->child(part);
     walked = join_name(walked, part);
     if (dot == std::string::npos) return m;
@@ -292,8 +298,10 @@ LoadStateDictResult Module::load_state_dict(const StateDict& state, bool strict)
   const StateDict own = state_dict();
   std::unordered_map<std::string, const Tensor*> given;
   for (const auto& [key, t] : state) {
-    SPARSITY_CHECK(given.emplace(key, &t).second, InvalidArgument, "state dict holds key '", key, "' twice");
-    SPARSITY_CHECK(t.defined(), InvalidArgument, "state dict entry '", key, "' is undefined");
+    SPARSITY_CHECK(given.emplace(key, &t).second, InvalidArgument, "state dict holds key ",
+                   ::sparsity::detail::quote(key), " twice");
+    SPARSITY_CHECK(t.defined(), InvalidArgument, "state dict entry ", ::sparsity::detail::quote(key),
+                   " is undefined");
   }
   LoadStateDictResult result;
   std::set<std::string> expected;
@@ -305,11 +313,11 @@ LoadStateDictResult Module::load_state_dict(const StateDict& state, bool strict)
       continue;
     }
     const Tensor& src = *it->second;
-    SPARSITY_CHECK(src.shape() == dst.shape(), InvalidArgument, "size mismatch for '", key,
-                   "': checkpoint has shape ", shape_to_string(src.shape()), ", the model ",
-                   shape_to_string(dst.shape()));
-    SPARSITY_CHECK(!dst.is_read_only(), FailedPrecondition, "cannot load '", key,
-                   "': the model's tensor is a read-only view");
+    SPARSITY_CHECK(src.shape() == dst.shape(), InvalidArgument, "size mismatch for ",
+                   ::sparsity::detail::quote(key), ": checkpoint has shape ", shape_to_string(src.shape()),
+                   ", the model ", shape_to_string(dst.shape()));
+    SPARSITY_CHECK(!dst.is_read_only(), FailedPrecondition, "cannot load ", ::sparsity::detail::quote(key),
+                   ": the model's tensor is a read-only view");
   }
   for (const auto& [key, t] : state) {
     if (!expected.count(key)) result.unexpected_keys.push_back(key);
@@ -319,12 +327,12 @@ LoadStateDictResult Module::load_state_dict(const StateDict& state, bool strict)
     os << "error loading state dict into " << type_name() << ":";
     if (!result.missing_keys.empty()) {
       os << " missing keys:";
-      for (const auto& k : result.missing_keys) os << " '" << k << "'";
+      for (const auto& k : result.missing_keys) os << " " << ::sparsity::detail::quote(k);
       os << ";";
     }
     if (!result.unexpected_keys.empty()) {
       os << " unexpected keys:";
-      for (const auto& k : result.unexpected_keys) os << " '" << k << "'";
+      for (const auto& k : result.unexpected_keys) os << " " << ::sparsity::detail::quote(k);
       os << ";";
     }
     SPARSITY_FAIL(InvalidArgument, os.str());
@@ -353,7 +361,8 @@ Tensor Module::operator()(const Tensor& input) {
 }
 
 Tensor Module::forward(const Tensor&) {
-  SPARSITY_FAIL(FailedPrecondition, "module of type '", type_name(), "' has no forward()");
+  SPARSITY_FAIL(FailedPrecondition, "module of type ", ::sparsity::detail::quote(type_name()),
+                " has no forward()");
 }
 
 int Module::register_forward_pre_hook(ForwardPreHook hook) {
@@ -394,8 +403,9 @@ void Module::train(bool on) {
 }
 
 ModulePtr Module::clone_self() const {
-  SPARSITY_CHECK(typeid(*this) == typeid(Module), FailedPrecondition, "module type '", type_name_,
-                 "' cannot be cloned: derive it from sparsity::Cloneable<", type_name_, ">");
+  SPARSITY_CHECK(typeid(*this) == typeid(Module), FailedPrecondition, "module type ",
+                 ::sparsity::detail::quote(type_name_),
+                 " cannot be cloned: derive it from sparsity::Cloneable<", type_name_, ">");
   return ModulePtr(new Module(*this));
 }
 

@@ -1,6 +1,7 @@
 // Parametrizations: the ParametrizationList child modules, registration, removal and queries.
 #include "sparsity/core/parametrize.hpp"
 
+#include "base/text.hpp"
 #include "sparsity/core/module_dict.hpp"
 
 namespace sparsity {
@@ -32,13 +33,14 @@ ModulePtr list_of(const Module& module, const std::string& name) {
 
 void check_consistent(const Module& module, const std::string& name, const Tensor& before,
                       const Tensor& after, const Module& p) {
-  SPARSITY_CHECK(after.defined(), InvalidArgument, "parametrization ", p.type_name(), " of '", name,
-                 "' in ", module.type_name(), " returned an undefined tensor");
-  SPARSITY_CHECK(after.shape() == before.shape(), InvalidArgument, "parametrization ", p.type_name(),
-                 " of '", name, "' in ", module.type_name(), " changes the shape from ",
+  SPARSITY_CHECK(after.defined(), InvalidArgument, "parametrization ", p.type_name(), " of ",
+                 ::sparsity::detail::quote(name), " in ", module.type_name(),
+                 " returned an undefined tensor");
+  SPARSITY_CHECK(after.shape() == before.shape(), InvalidArgument, "parametrization ", p.type_name(), " of ",
+                 ::sparsity::detail::quote(name), " in ", module.type_name(), " changes the shape from ",
                  shape_to_string(before.shape()), " to ", shape_to_string(after.shape()));
-  SPARSITY_CHECK(after.dtype() == before.dtype(), InvalidArgument, "parametrization ", p.type_name(),
-                 " of '", name, "' in ", module.type_name(), " changes the dtype from ",
+  SPARSITY_CHECK(after.dtype() == before.dtype(), InvalidArgument, "parametrization ", p.type_name(), " of ",
+                 ::sparsity::detail::quote(name), " in ", module.type_name(), " changes the dtype from ",
                  to_string(before.dtype()), " to ", to_string(after.dtype()));
 }
 
@@ -50,8 +52,8 @@ Tensor Parametrization::right_inverse(const Tensor&) const {
 
 void register_parametrization(Module& module, const std::string& tensor_name,
                               std::shared_ptr<Parametrization> p, bool unsafe) {
-  SPARSITY_CHECK(p != nullptr, InvalidArgument, "null parametrization for '", tensor_name, "' of ",
-                 module.type_name());
+  SPARSITY_CHECK(p != nullptr, InvalidArgument, "null parametrization for ",
+                 ::sparsity::detail::quote(tensor_name), " of ", module.type_name());
   if (ModulePtr list = list_of(module, tensor_name)) {
     if (!unsafe) {
       const Tensor value = module.tensor(tensor_name);
@@ -62,9 +64,10 @@ void register_parametrization(Module& module, const std::string& tensor_name,
     return;
   }
   const bool is_param = module.has_parameter(tensor_name);
-  SPARSITY_CHECK(is_param || module.has_buffer(tensor_name), NotFound, "Module '", module.type_name(),
-                 "' does not have a parameter, a buffer, or a parametrized element with name '", tensor_name,
-                 "'");
+  SPARSITY_CHECK(is_param || module.has_buffer(tensor_name), NotFound, "Module ",
+                 ::sparsity::detail::quote(module.type_name()),
+                 " does not have a parameter, a buffer, or a parametrized element with name ",
+                 ::sparsity::detail::quote(tensor_name), "");
   const Tensor original = is_param ? module.parameter(tensor_name) : module.buffer(tensor_name);
   if (!unsafe) check_consistent(module, tensor_name, original, p->forward(original), *p);
   // Every check passed: from here on nothing throws for a valid tree.
@@ -80,8 +83,9 @@ void register_parametrization(Module& module, const std::string& tensor_name,
   std::shared_ptr<ModuleDict> dict;
   if (module.has_child(kDict)) {
     dict = std::dynamic_pointer_cast<ModuleDict>(module.child(kDict));
-    SPARSITY_CHECK(dict != nullptr, InvalidArgument, "cannot parametrize '", tensor_name, "' of ",
-                   module.type_name(), ": its child 'parametrizations' is not a ModuleDict");
+    SPARSITY_CHECK(dict != nullptr, InvalidArgument, "cannot parametrize ",
+                   ::sparsity::detail::quote(tensor_name), " of ", module.type_name(),
+                   ": its child 'parametrizations' is not a ModuleDict");
   }
   module.unregister(tensor_name);
   if (!dict) {
@@ -95,14 +99,15 @@ void register_parametrization(Module& module, const std::string& tensor_name,
 void remove_parametrizations(Module& module, const std::string& tensor_name, bool leave_parametrized) {
   ModulePtr list = list_of(module, tensor_name);
   SPARSITY_CHECK(list != nullptr, InvalidArgument, "Module ", module.type_name(),
-                 " does not have a parametrization on '", tensor_name, "'");
+                 " does not have a parametrization on ", ::sparsity::detail::quote(tensor_name), "");
   const bool is_param = list->has_parameter("original");
   Tensor original = is_param ? list->parameter("original") : list->buffer("original");
   if (leave_parametrized) {
     const Tensor value = module.tensor(tensor_name);
-    SPARSITY_CHECK(value.dtype() == original.dtype(), InvalidArgument, "cannot remove the parametrization of '",
-                   tensor_name, "' in ", module.type_name(), ": its value has dtype ", to_string(value.dtype()),
-                   ", the original ", to_string(original.dtype()));
+    SPARSITY_CHECK(value.dtype() == original.dtype(), InvalidArgument,
+                   "cannot remove the parametrization of ", ::sparsity::detail::quote(tensor_name), " in ",
+                   module.type_name(), ": its value has dtype ", to_string(value.dtype()), ", the original ",
+                   to_string(original.dtype()));
     // Write into the original's storage (an engine's buffer stays in use) when possible; a read-only
     // view or a changed shape makes the original become the value instead (same Tensor identity).
     if (value.shape() == original.shape() && !original.is_read_only()) {
@@ -136,8 +141,9 @@ std::vector<std::shared_ptr<Parametrization>> parametrizations_of(const Module& 
   if (!list) return out;
   for (const auto& [name, p] : list->named_children()) {
     auto cast = std::dynamic_pointer_cast<Parametrization>(p);
-    SPARSITY_CHECK(cast != nullptr, Internal, "parametrization ", name, " of '", tensor_name,
-                   "' is a ", p->type_name(), ", not a Parametrization");
+    SPARSITY_CHECK(cast != nullptr, Internal, "parametrization ", name, " of ",
+                   ::sparsity::detail::quote(tensor_name), " is a ", p->type_name(),
+                   ", not a Parametrization");
     out.push_back(std::move(cast));
   }
   return out;
@@ -146,7 +152,7 @@ std::vector<std::shared_ptr<Parametrization>> parametrizations_of(const Module& 
 Tensor parametrization_original(const Module& module, const std::string& tensor_name) {
   ModulePtr list = list_of(module, tensor_name);
   SPARSITY_CHECK(list != nullptr, InvalidArgument, "Module ", module.type_name(),
-                 " does not have a parametrization on '", tensor_name, "'");
+                 " does not have a parametrization on ", ::sparsity::detail::quote(tensor_name), "");
   return list->has_parameter("original") ? list->parameter("original") : list->buffer("original");
 }
 

@@ -6,9 +6,9 @@
 #include <cstdlib>
 #include <mutex>
 #include <string>
-
 #include <xsimd/xsimd.hpp>
 
+#include "base/text.hpp"
 #include "kernels/reference.hpp"
 #include "sparsity/base/error.hpp"
 
@@ -81,11 +81,11 @@ Isa default_isa() {
     try {
       chosen = isa_from_string(env);
     } catch (const Error&) {
-      SPARSITY_FAIL(InvalidArgument, "environment variable SPARSITY_ISA='", env,
-                    "' is not one of scalar, sse2, avx2, avx512");
+      SPARSITY_FAIL(InvalidArgument, "environment variable SPARSITY_ISA=", ::sparsity::detail::quote(env),
+                    " is not one of scalar, sse2, avx2, avx512");
     }
-    SPARSITY_CHECK(isa_available(chosen), FailedPrecondition, "SPARSITY_ISA='", env,
-                   "' is not available on this CPU or build");
+    SPARSITY_CHECK(isa_available(chosen), FailedPrecondition, "SPARSITY_ISA=", ::sparsity::detail::quote(env),
+                   " is not available on this CPU or build");
     return chosen;
   }();
   return isa;
@@ -110,7 +110,8 @@ Isa isa_from_string(std::string_view name) {
   for (Isa isa : kAllIsas) {
     if (name == to_string(isa)) return isa;
   }
-  SPARSITY_FAIL(InvalidArgument, "unknown ISA '", name, "' (expected scalar, sse2, avx2 or avx512)");
+  SPARSITY_FAIL(InvalidArgument, "unknown ISA ", ::sparsity::detail::quote(name),
+                " (expected scalar, sse2, avx2 or avx512)");
 }
 
 bool isa_available(Isa isa) noexcept {
@@ -133,8 +134,8 @@ Isa active_isa() {
 }
 
 void set_isa(Isa isa) {
-  SPARSITY_CHECK(isa_available(isa), FailedPrecondition, "ISA '", to_string(isa),
-                 "' is not available on this CPU or build");
+  SPARSITY_CHECK(isa_available(isa), FailedPrecondition, "ISA ", ::sparsity::detail::quote(to_string(isa)),
+                 " is not available on this CPU or build");
   g_forced.store(static_cast<int>(isa), std::memory_order_relaxed);
 }
 
@@ -163,8 +164,8 @@ void set_num_threads(int threads) {
 int num_threads() noexcept { return g_threads.load(std::memory_order_relaxed); }
 
 const KernelTable& table_for(Isa isa) {
-  SPARSITY_CHECK(isa_available(isa), FailedPrecondition, "ISA '", to_string(isa),
-                 "' is not available on this CPU or build");
+  SPARSITY_CHECK(isa_available(isa), FailedPrecondition, "ISA ", ::sparsity::detail::quote(to_string(isa)),
+                 " is not available on this CPU or build");
   return tables().by_isa[static_cast<int>(isa)];
 }
 

@@ -18,8 +18,9 @@ namespace {
 using ::sparsity::detail::printable;
 using ::sparsity::detail::quote;
 
+// `where` names the config and the key, e.g. "config.json, key defaults.sparsity_level".
 [[noreturn]] void bad(const std::string& what, const std::string& where) {
-  throw Error(ErrorCode::InvalidArgument, what + " (" + where + ")");
+  throw Error(ErrorCode::InvalidArgument, what, {where});
 }
 
 bool is_int(const Json& v) { return v.is_number_integer() || v.is_number_unsigned(); }

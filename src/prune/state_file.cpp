@@ -89,8 +89,10 @@ SparsifierCheckpoint load_checkpoint(const std::string& path) {
   const auto& meta = file->metadata();
   auto text = [&](const char* key) -> const std::string& {
     auto it = meta.find(key);
-    if (it == meta.end()) fail_at_file(ErrorCode::InvalidArgument, std::string("not a sparsity state file: no __metadata__ key '") + key + "'", path,
-                              std::string("key __metadata__.") + key);
+    if (it == meta.end())
+      fail_at_file(ErrorCode::InvalidArgument,
+                   std::string("not a sparsity state file: no __metadata__ key ") + quote(key), path,
+                   std::string("key __metadata__.") + key);
     return it->second;
   };
   auto json = [&](const char* key) {

@@ -1,11 +1,14 @@
 // BaseScheduler: per-step sparsity levels written into the sparsifier's groups, with torch's warnings.
 #include "sparsity/scheduler/base_scheduler.hpp"
 
+#include <climits>
 #include <cstdio>
 #include <iostream>
 #include <mutex>
 #include <sstream>
 #include <utility>
+
+#include "base/text.hpp"
 
 namespace sparsity {
 namespace {
@@ -32,11 +35,12 @@ std::string python_list(const std::vector<double>& values) {
 
 double level_of(const Group& group, size_t index) {
   const auto it = group.config.find("sparsity_level");
-  SPARSITY_CHECK(it != group.config.end(), InvalidArgument, "scheduler: group ", index, " (tensor_fqn '",
-                 group.config.value("tensor_fqn", std::string()), "') has no 'sparsity_level'");
+  SPARSITY_CHECK(it != group.config.end(), InvalidArgument, "scheduler: group ", index, " (tensor_fqn ",
+                 ::sparsity::detail::quote(group.config.value("tensor_fqn", std::string())),
+                 ") has no 'sparsity_level'");
   SPARSITY_CHECK(it->is_number(), InvalidArgument, "scheduler: 'sparsity_level' of group ", index,
-                 " (tensor_fqn '", group.config.value("tensor_fqn", std::string()), "') is not a number: ",
-                 it->dump());
+                 " (tensor_fqn ", ::sparsity::detail::quote(group.config.value("tensor_fqn", std::string())),
+                 ") is not a number: ", it->dump());
   return it->get<double>();
 }
 
@@ -77,6 +81,8 @@ void BaseScheduler::step() {
     warn("Detected call of `scheduler.step()` before `sparsifier.step()`. You have to make sure you run the "
          "sparsifier.step() BEFORE any calls to the scheduler.step().");
   }
+  SPARSITY_CHECK(last_epoch_ < INT_MAX && step_count_ < INT_MAX, OutOfRange,
+                 "scheduler step: the epoch count would pass ", INT_MAX);
   ++step_count_;
   in_step_ = true;
   ++last_epoch_;
@@ -119,23 +125,28 @@ void BaseScheduler::load_state_dict(const Json& state) {
   SPARSITY_CHECK(state.is_object(), InvalidArgument, "scheduler state_dict must be a JSON object, got ",
                  state.type_name());
   auto number_list = [](const Json& v, const char* key) {
-    SPARSITY_CHECK(v.is_array(), InvalidArgument, "scheduler state_dict key '", key, "' must be a list of numbers");
+    SPARSITY_CHECK(v.is_array(), InvalidArgument, "scheduler state_dict key ", ::sparsity::detail::quote(key),
+                   " must be a list of numbers");
     std::vector<double> out;
     for (const auto& x : v) {
-      SPARSITY_CHECK(x.is_number(), InvalidArgument, "scheduler state_dict key '", key,
-                     "' holds a non-number: ", x.dump());
+      SPARSITY_CHECK(x.is_number(), InvalidArgument, "scheduler state_dict key ",
+                     ::sparsity::detail::quote(key), " holds a non-number: ", x.dump());
       out.push_back(x.get<double>());
     }
     return out;
   };
   auto integer = [](const Json& v, const char* key) {
-    SPARSITY_CHECK(v.is_number_integer(), InvalidArgument, "scheduler state_dict key '", key,
-                   "' must be an integer, got ", v.dump());
+    const bool in_range =
+        v.is_number_integer() &&
+        (v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t{INT_MAX}
+                                : v.get<int64_t>() >= INT_MIN && v.get<int64_t>() <= INT_MAX);
+    SPARSITY_CHECK(in_range, InvalidArgument, "scheduler state_dict key ", ::sparsity::detail::quote(key),
+                   " must be an integer in [", INT_MIN, ", ", INT_MAX, "], got ", v.dump().substr(0, 40));
     return v.get<int>();
   };
   auto boolean = [](const Json& v, const char* key) {
-    SPARSITY_CHECK(v.is_boolean(), InvalidArgument, "scheduler state_dict key '", key, "' must be a bool, got ",
-                   v.dump());
+    SPARSITY_CHECK(v.is_boolean(), InvalidArgument, "scheduler state_dict key ",
+                   ::sparsity::detail::quote(key), " must be a bool, got ", v.dump());
     return v.get<bool>();
   };
   // Validate everything first so a bad entry leaves the scheduler untouched.

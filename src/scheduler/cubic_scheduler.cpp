@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <cmath>
 
+#include "base/text.hpp"
 #include "sparsity/scheduler/base_scheduler.hpp"
 
 namespace sparsity {
@@ -11,8 +12,8 @@ namespace {
 template <class T>
 std::vector<T> per_group(const std::vector<T>& values, size_t groups, const char* key) {
   if (values.size() == 1) return std::vector<T>(groups, values[0]);
-  SPARSITY_CHECK(values.size() == groups, InvalidArgument, "CubicSL: '", key, "' expected variable of length ",
-                 groups, ", but got ", values.size());
+  SPARSITY_CHECK(values.size() == groups, InvalidArgument, "CubicSL: ", ::sparsity::detail::quote(key),
+                 " expected variable of length ", groups, ", but got ", values.size());
   return values;
 }
 
@@ -49,7 +50,8 @@ double CubicSL::sparsity_compute_fn(double s_0, double s_f, int t, int t_0, int 
   SPARSITY_CHECK(span != 0, InvalidArgument, "CubicSL: delta_t * total_t must not be 0 (delta_t=", dt,
                  ", total_t=", n, ")");
   // Same operations as torch: true division, then pow(x, 3) (Python's float ** 3 is libm pow).
-  const double ramp = 1.0 - static_cast<double>(t - t_0) / static_cast<double>(span);
+  // In 64 bits: t - t_0 of two ints can overflow an int (torch has unbounded integers).
+  const double ramp = 1.0 - static_cast<double>(static_cast<long long>(t) - t_0) / static_cast<double>(span);
   const double s_t = s_f + (s_0 - s_f) * std::pow(ramp, 3.0);
   return std::max(s_0, std::min(s_f, s_t));
 }
@@ -84,11 +86,12 @@ void CubicSL::load_state_dict(const Json& state) {
   auto ints = [&](const char* key, std::vector<int>& out) {
     if (!state.contains(key)) return;
     const Json& v = state.at(key);
-    SPARSITY_CHECK(v.is_array(), InvalidArgument, "CubicSL state_dict key '", key, "' must be a list");
+    SPARSITY_CHECK(v.is_array(), InvalidArgument, "CubicSL state_dict key ", ::sparsity::detail::quote(key),
+                   " must be a list");
     out.clear();
     for (const auto& x : v) {
-      SPARSITY_CHECK(x.is_number_integer(), InvalidArgument, "CubicSL state_dict key '", key,
-                     "' holds a non-integer: ", x.dump());
+      SPARSITY_CHECK(x.is_number_integer(), InvalidArgument, "CubicSL state_dict key ",
+                     ::sparsity::detail::quote(key), " holds a non-integer: ", x.dump());
       out.push_back(x.get<int>());
     }
   };
@@ -122,8 +125,8 @@ void CubicSL::load_state_dict(const Json& state) {
                                                   {"total_t", next.total_t.size()},
                                                   {"initially_zero", next.initially_zero.size()}};
   for (const auto& [key, size] : sizes) {
-    SPARSITY_CHECK(size == n, InvalidArgument, "CubicSL state_dict key '", key, "' has ", size,
-                   " values for ", n, " groups");
+    SPARSITY_CHECK(size == n, InvalidArgument, "CubicSL state_dict key ", ::sparsity::detail::quote(key),
+                   " has ", size, " values for ", n, " groups");
   }
   BaseScheduler::load_state_dict(state);
   options_ = std::move(next);

@@ -1,4 +1,5 @@
 // LambdaSL: sparsity level = base level x a user function of the epoch.
+#include "base/text.hpp"
 #include "sparsity/scheduler/base_scheduler.hpp"
 
 namespace sparsity {
@@ -8,8 +9,10 @@ LambdaSL::LambdaSL(BaseSparsifier& sparsifier, std::vector<Lambda> sl_lambdas, i
   SPARSITY_CHECK(lambdas_.size() == sparsifier.groups().size(), InvalidArgument, "LambdaSL: expected ",
                  sparsifier.groups().size(), " sl_lambdas (one per group), but got ", lambdas_.size());
   for (size_t i = 0; i < lambdas_.size(); ++i) {
-    SPARSITY_CHECK(static_cast<bool>(lambdas_[i]), InvalidArgument, "LambdaSL: sl_lambda ", i, " (tensor_fqn '",
-                   sparsifier.groups()[i].config.value("tensor_fqn", std::string()), "') is empty");
+    SPARSITY_CHECK(
+        static_cast<bool>(lambdas_[i]), InvalidArgument, "LambdaSL: sl_lambda ", i, " (tensor_fqn ",
+        ::sparsity::detail::quote(sparsifier.groups()[i].config.value("tensor_fqn", std::string())),
+        ") is empty");
   }
   initial_step();
 }

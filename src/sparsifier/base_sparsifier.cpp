@@ -5,6 +5,7 @@
 #include <sstream>
 #include <unordered_map>
 
+#include "base/text.hpp"
 #include "sparsity/sparsifier/fake_sparsity.hpp"
 
 namespace sparsity {
@@ -18,20 +19,21 @@ void check_parametrization_output(Parametrization& p, const Tensor& current, siz
   try {
     value = p.forward(current);
   } catch (const Error& e) {
-    SPARSITY_FAIL(InvalidArgument, "config entry ", i, " ('", tensor_fqn, "'): ", e.what());
+    SPARSITY_FAIL(InvalidArgument, "config entry ", i, " (", ::sparsity::detail::quote(tensor_fqn),
+                  "): ", e.what());
   }
   SPARSITY_CHECK(value.defined() && value.shape() == current.shape() && value.dtype() == current.dtype(),
-                 InvalidArgument, "config entry ", i, " ('", tensor_fqn, "'): parametrization ", p.type_name(),
-                 " changes the tensor of shape ", shape_to_string(current.shape()), " and dtype ",
-                 to_string(current.dtype()), " into ",
+                 InvalidArgument, "config entry ", i, " (", ::sparsity::detail::quote(tensor_fqn),
+                 "): parametrization ", p.type_name(), " changes the tensor of shape ",
+                 shape_to_string(current.shape()), " and dtype ", to_string(current.dtype()), " into ",
                  value.defined() ? shape_to_string(value.shape()) + " " + to_string(value.dtype())
                                  : std::string("an undefined tensor"));
 }
 
 const std::string& config_string(const Json& config, const char* key) {
   auto it = config.find(key);
-  SPARSITY_CHECK(it != config.end() && it->is_string(), NotFound, "group has no string '", key, "': ",
-                 config.dump());
+  SPARSITY_CHECK(it != config.end() && it->is_string(), NotFound, "group has no string ",
+                 ::sparsity::detail::quote(key), ": ", config.dump());
   return it->get_ref<const std::string&>();
 }
 
@@ -143,26 +145,29 @@ void BaseSparsifier::prepare(const ModulePtr& model, const std::optional<std::ve
                    fqn_it->dump());
     const std::string tensor_fqn = fqn_it->get<std::string>();
     const TensorFqnInfo info = get_arg_info_from_tensor_fqn(model, tensor_fqn);
-    SPARSITY_CHECK(info.module != nullptr, NotFound, "config entry ", i, ": tensor_fqn '", tensor_fqn,
-                   "' names no module of the model (no module '", info.module_fqn, "')");
-    SPARSITY_CHECK(info.module->has_tensor(info.tensor_name), NotFound, "config entry ", i, ": tensor_fqn '",
-                   tensor_fqn, "': module '", info.module_fqn, "' (", info.module->type_name(),
-                   ") has no tensor '", info.tensor_name, "'");
+    SPARSITY_CHECK(info.module != nullptr, NotFound, "config entry ", i, ": tensor_fqn ",
+                   ::sparsity::detail::quote(tensor_fqn), " names no module of the model (no module ",
+                   ::sparsity::detail::quote(info.module_fqn), ")");
+    SPARSITY_CHECK(info.module->has_tensor(info.tensor_name), NotFound, "config entry ", i, ": tensor_fqn ",
+                   ::sparsity::detail::quote(tensor_fqn), ": module ",
+                   ::sparsity::detail::quote(info.module_fqn), " (", info.module->type_name(),
+                   ") has no tensor ", ::sparsity::detail::quote(info.tensor_name), "");
     for (const char* key : {"module_fqn", "tensor_name"}) {
       auto it = local.find(key);
       if (it == local.end()) continue;
       const std::string& expected = std::string(key) == "module_fqn" ? info.module_fqn : info.tensor_name;
-      SPARSITY_CHECK(it->is_string() && it->get<std::string>() == expected, InvalidArgument, "config entry ", i,
-                     ": Given both `", key, "` (", it->dump(), ") and `tensor_fqn` ('", tensor_fqn,
-                     "') in the config, it is expected them to agree!");
+      SPARSITY_CHECK(it->is_string() && it->get<std::string>() == expected, InvalidArgument, "config entry ",
+                     i, ": Given both `", key, "` (", it->dump(), ") and `tensor_fqn` (",
+                     ::sparsity::detail::quote(tensor_fqn), ") in the config, it is expected them to agree!");
     }
     SPARSITY_CHECK(!entry.module || entry.module == info.module, InvalidArgument, "config entry ", i,
-                   ": Given both `module` and `tensor_fqn` ('", tensor_fqn,
-                   "') in the config, it is expected them to agree!");
+                   ": Given both `module` and `tensor_fqn` (", ::sparsity::detail::quote(tensor_fqn),
+                   ") in the config, it is expected them to agree!");
     for (const Planned& p : planned) {
       SPARSITY_CHECK(p.group.module != info.module || p.group.tensor_name() != info.tensor_name,
-                     InvalidArgument, "config entry ", i, ": tensor '", tensor_fqn,
-                     "' is already configured by another entry ('", p.group.tensor_fqn(), "')");
+                     InvalidArgument, "config entry ", i, ": tensor ", ::sparsity::detail::quote(tensor_fqn),
+                     " is already configured by another entry (",
+                     ::sparsity::detail::quote(p.group.tensor_fqn()), ")");
     }
     local["tensor_fqn"] = tensor_fqn;
     local["module_fqn"] = info.module_fqn;
@@ -172,15 +177,16 @@ void BaseSparsifier::prepare(const ModulePtr& model, const std::optional<std::ve
     const Tensor mask = entry.mask.defined() ? entry.mask : ones_like(current);
     std::shared_ptr<Parametrization> p =
         entry.parametrization ? entry.parametrization(mask) : std::make_shared<FakeSparsity>(mask);
-    SPARSITY_CHECK(p != nullptr, InvalidArgument, "config entry ", i, " ('", tensor_fqn,
-                   "'): the parametrization factory returned null");
+    SPARSITY_CHECK(p != nullptr, InvalidArgument, "config entry ", i, " (",
+                   ::sparsity::detail::quote(tensor_fqn), "): the parametrization factory returned null");
     // The consistency check of register_parametrization, run now (before anything is registered).
     // FakeSparsity keeps the tensor's dtype, so for it the check is the shape comparison its forward()
     // makes; running that forward here would materialise a full masked copy of every weight.
     if (!entry.parametrization) {
-      SPARSITY_CHECK(mask.shape() == current.shape(), InvalidArgument, "config entry ", i, " ('", tensor_fqn,
-                     "'): FakeSparsity: mask of shape ", shape_to_string(mask.shape()),
-                     " does not match the tensor's shape ", shape_to_string(current.shape()));
+      SPARSITY_CHECK(mask.shape() == current.shape(), InvalidArgument, "config entry ", i, " (",
+                     ::sparsity::detail::quote(tensor_fqn), "): FakeSparsity: mask of shape ",
+                     shape_to_string(mask.shape()), " does not match the tensor's shape ",
+                     shape_to_string(current.shape()));
     } else {
       check_parametrization_output(*p, current, i, tensor_fqn);
     }
@@ -209,10 +215,11 @@ void BaseSparsifier::step() {
   ++step_count_;
   if (!enable_mask_update) return;
   for (Group& g : groups_) {
-    SPARSITY_CHECK(g.module != nullptr, FailedPrecondition, "step: group '", g.tensor_fqn(),
-                   "' is not bound to a module of the model");
-    SPARSITY_CHECK(is_parametrized(*g.module, g.tensor_name()), FailedPrecondition, "step: '", g.tensor_fqn(),
-                   "' is no longer parametrized (squash_mask already ran?)");
+    SPARSITY_CHECK(g.module != nullptr, FailedPrecondition, "step: group ",
+                   ::sparsity::detail::quote(g.tensor_fqn()), " is not bound to a module of the model");
+    SPARSITY_CHECK(is_parametrized(*g.module, g.tensor_name()), FailedPrecondition,
+                   "step: ", ::sparsity::detail::quote(g.tensor_fqn()),
+                   " is no longer parametrized (squash_mask already ran?)");
     // A copy: update_mask may add keys to g.config, which can move the strings it holds.
     const std::string tensor_name = g.tensor_name();
     update_mask(*g.module, tensor_name, g);
@@ -225,15 +232,17 @@ void BaseSparsifier::squash_mask(const std::vector<std::string>& params_to_keep,
   std::vector<Json> sparse_params(groups_.size());
   for (size_t i = 0; i < groups_.size(); ++i) {
     const Group& g = groups_[i];
-    SPARSITY_CHECK(g.module != nullptr, FailedPrecondition, "squash_mask: group '", g.tensor_fqn(),
-                   "' is not bound to a module of the model");
-    SPARSITY_CHECK(is_parametrized(*g.module, g.tensor_name()), FailedPrecondition, "squash_mask: '",
-                   g.tensor_fqn(), "' is not parametrized (squash_mask already ran?)");
+    SPARSITY_CHECK(g.module != nullptr, FailedPrecondition, "squash_mask: group ",
+                   ::sparsity::detail::quote(g.tensor_fqn()), " is not bound to a module of the model");
+    SPARSITY_CHECK(is_parametrized(*g.module, g.tensor_name()), FailedPrecondition,
+                   "squash_mask: ", ::sparsity::detail::quote(g.tensor_fqn()),
+                   " is not parametrized (squash_mask already ran?)");
     Json params = Json::object();
     auto take = [&](const std::string& key) {
       auto it = g.config.find(key);
-      SPARSITY_CHECK(it != g.config.end(), NotFound, "squash_mask: group '", g.tensor_fqn(), "' has no key '", key,
-                     "' to keep");
+      SPARSITY_CHECK(it != g.config.end(), NotFound, "squash_mask: group ",
+                     ::sparsity::detail::quote(g.tensor_fqn()), " has no key ",
+                     ::sparsity::detail::quote(key), " to keep");
       params[key] = *it;
     };
     for (const auto& key : params_to_keep) take(key);
@@ -293,7 +302,8 @@ std::vector<std::string> BaseSparsifier::load_state_dict(const SparsifierStateDi
                  " has no model; call prepare() first");
   std::vector<std::string> skipped;
   auto skip = [&](const std::string& fqn, const std::string& why) {
-    SPARSITY_CHECK(!strict, NotFound, "Error loading '", fqn, "' into the model: ", why);
+    SPARSITY_CHECK(!strict, NotFound, "Error loading ", ::sparsity::detail::quote(fqn),
+                   " into the model: ", why);
     if (std::find(skipped.begin(), skipped.end(), fqn) == skipped.end()) skipped.push_back(fqn);
   };
   // Resolve and check everything first; then mutate.
@@ -306,17 +316,19 @@ std::vector<std::string> BaseSparsifier::load_state_dict(const SparsifierStateDi
   for (const auto& [fqn, s] : sd.state) {
     TensorFqnInfo info = get_arg_info_from_tensor_fqn(model_, fqn);
     if (!info.module) {
-      skip(fqn, "the model has no module '" + info.module_fqn + "'");
+      skip(fqn, "the model has no module " + ::sparsity::detail::quote(info.module_fqn));
       continue;
     }
     if (!info.module->has_tensor(info.tensor_name)) {
-      skip(fqn, "module '" + info.module_fqn + "' has no tensor '" + info.tensor_name + "'");
+      skip(fqn, "module " + ::sparsity::detail::quote(info.module_fqn) + " has no tensor " +
+                    ::sparsity::detail::quote(info.tensor_name));
       continue;
     }
     if (s.mask.defined()) {
       const Tensor current = info.module->tensor(info.tensor_name);
-      SPARSITY_CHECK(s.mask.shape() == current.shape(), InvalidArgument, "Error loading '", fqn, "': mask of shape ",
-                     shape_to_string(s.mask.shape()), " for a tensor of shape ", shape_to_string(current.shape()));
+      SPARSITY_CHECK(s.mask.shape() == current.shape(), InvalidArgument, "Error loading ",
+                     ::sparsity::detail::quote(fqn), ": mask of shape ", shape_to_string(s.mask.shape()),
+                     " for a tensor of shape ", shape_to_string(current.shape()));
     }
     loads.push_back({fqn, std::move(info), &s});
   }
@@ -328,7 +340,8 @@ std::vector<std::string> BaseSparsifier::load_state_dict(const SparsifierStateDi
     const std::string fqn = c["tensor_fqn"].get<std::string>();
     TensorFqnInfo info = get_arg_info_from_tensor_fqn(model_, fqn);
     if (!info.module || !info.module->has_tensor(info.tensor_name)) {
-      skip(fqn, "the model has no tensor '" + info.tensor_name + "' in module '" + info.module_fqn + "'");
+      skip(fqn, "the model has no tensor " + ::sparsity::detail::quote(info.tensor_name) + " in module " +
+                    ::sparsity::detail::quote(info.module_fqn));
       continue;
     }
     Group g;
@@ -412,10 +425,11 @@ std::string BaseSparsifier::repr() const {
 
 Tensor BaseSparsifier::mask_of(const Module& module, const std::string& tensor_name) {
   const auto chain = parametrizations_of(module, tensor_name);
-  SPARSITY_CHECK(!chain.empty(), FailedPrecondition, "'", tensor_name, "' of ", module.type_name(),
-                 " is not parametrized (no mask)");
-  SPARSITY_CHECK(chain.front()->has_buffer("mask"), FailedPrecondition, "the first parametrization of '",
-                 tensor_name, "' in ", module.type_name(), " (", chain.front()->type_name(), ") has no mask");
+  SPARSITY_CHECK(!chain.empty(), FailedPrecondition, "", ::sparsity::detail::quote(tensor_name), " of ",
+                 module.type_name(), " is not parametrized (no mask)");
+  SPARSITY_CHECK(chain.front()->has_buffer("mask"), FailedPrecondition, "the first parametrization of ",
+                 ::sparsity::detail::quote(tensor_name), " in ", module.type_name(), " (",
+                 chain.front()->type_name(), ") has no mask");
   return chain.front()->buffer("mask");
 }
 

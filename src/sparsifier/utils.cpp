@@ -1,6 +1,7 @@
 // fqn helpers: module_to_fqn, fqn_to_module, get_arg_info_from_tensor_fqn, module_contains_param, swap_module.
 #include "sparsity/sparsifier/utils.hpp"
 
+#include "base/text.hpp"
 #include "sparsity/core/parametrize.hpp"
 
 namespace sparsity {
@@ -14,7 +15,8 @@ std::optional<std::string> module_to_fqn(const Module& model, const Module& modu
 }
 
 FqnTarget fqn_to_module(const ModulePtr& model, const std::string& fqn) {
-  SPARSITY_CHECK(model != nullptr, InvalidArgument, "fqn_to_module('", fqn, "') on a null model");
+  SPARSITY_CHECK(model != nullptr, InvalidArgument, "fqn_to_module(", ::sparsity::detail::quote(fqn),
+                 ") on a null model");
   if (fqn.empty()) return model;
   ModulePtr m = model;
   size_t start = 0;
@@ -60,11 +62,11 @@ ModulePtr swap_module(const ModulePtr& mod, const ModuleMapping& mapping) {
   const std::string type = type_before_parametrizations(*mod);
   auto it = mapping.find(type);
   if (it == mapping.end()) return mod;
-  SPARSITY_CHECK(static_cast<bool>(it->second), InvalidArgument, "swap_module: the mapping for '", type,
-                 "' has no from_dense function");
+  SPARSITY_CHECK(static_cast<bool>(it->second), InvalidArgument, "swap_module: the mapping for ",
+                 ::sparsity::detail::quote(type), " has no from_dense function");
   ModulePtr swapped = it->second(*mod);
-  SPARSITY_CHECK(swapped != nullptr, InvalidArgument, "swap_module: from_dense for '", type,
-                 "' returned a null module");
+  SPARSITY_CHECK(swapped != nullptr, InvalidArgument, "swap_module: from_dense for ",
+                 ::sparsity::detail::quote(type), " returned a null module");
   for (const auto& [id, hook] : mod->forward_pre_hooks()) swapped->register_forward_pre_hook(hook);
   for (const auto& [id, hook] : mod->forward_hooks()) swapped->register_forward_hook(hook);
   return swapped;
