@@ -11,6 +11,7 @@
 #include <atomic>
 #include <cerrno>
 #include <climits>
+#include <cstdlib>
 #include <cstring>
 #include <mutex>
 
@@ -107,7 +108,8 @@ AtomicFile::AtomicFile(std::string path, bool durable)
                     "not a file path");
   sweep_dead_temporaries(dir_, base);
 #ifdef O_TMPFILE
-  fd_ = ::open(dir_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
+  static const bool unnamed_allowed = std::getenv("SPARSITY_NO_O_TMPFILE") == nullptr;
+  if (unnamed_allowed) fd_ = ::open(dir_.c_str(), O_TMPFILE | O_WRONLY | O_CLOEXEC, 0644);
 #endif
   if (fd_ < 0) {
     // No unnamed files here (NFS, FUSE, vfat, ...): a hidden name, registered for signal cleanup.

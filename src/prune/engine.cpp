@@ -101,9 +101,9 @@ std::vector<ResumedTensor> resume_parts(const SparsifierCheckpoint& st, const st
   return parts;
 }
 
-// Memory a target's work holds while it runs: its mapped weight, the u8 mask, and the sparsifier's
-// working memory (at most about the weight again).
-uint64_t footprint(const io::TensorInfo& info) { return 2 * info.nbytes() + info.numel(); }
+// Memory a target's work holds while it runs: its mapped weight, the u8 mask, and about a byte per element
+// of the sparsifier's working memory (WeightNorm's tile keys and bits).
+uint64_t footprint(const io::TensorInfo& info) { return info.nbytes() + 2 * info.numel(); }
 
 }  // namespace
 
@@ -139,7 +139,8 @@ Report run(const Options& opt) {
   // size whatever the thread count), the remaining threads inside each tensor's kernels.
   uint64_t largest = 1;
   for (const auto& t : targets) largest = std::max(largest, footprint(*t.source->info));
-  const uint64_t budget = std::max(largest, model.data_bytes() / 2);
+  // What runs at once stays below the model's size (peak memory at most ~the model, for any thread count).
+  const uint64_t budget = std::max(largest, model.data_bytes() / 10 * 9);
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   const int threads = opt.threads > 0 ? opt.threads : hw;
   const int workers = static_cast<int>(std::max<uint64_t>(

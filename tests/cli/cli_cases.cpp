@@ -1,6 +1,8 @@
 // Tests of the `sparsity` command line: they run the built binary on files made here.
 #include <dirent.h>
+#include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -10,13 +12,11 @@
 #include <cstring>
 #include <fstream>
 #include <map>
+#include <nlohmann/json.hpp>
 #include <set>
 #include <string>
 #include <thread>
 #include <vector>
-
-#include <gtest/gtest.h>
-#include <nlohmann/json.hpp>
 
 #include "sparsity/io/safetensors.hpp"
 #include "temp_dir.hpp"
@@ -33,6 +33,14 @@ struct CliRun {
   int status = -1;
   bool signaled = false;
   std::string out, err;
+  long peak_rss_kb = 0;  ///< the child's ru_maxrss
+};
+
+// How run() starts the CLI: a signal after a delay, extra environment variables.
+struct RunOptions {
+  int kill_after_ms = -1;
+  int signal = SIGKILL;
+  std::vector<std::pair<std::string, std::string>> env;
 };
 
 std::string read_file(const std::string& path) {
@@ -64,8 +72,8 @@ bool exists(const std::string& path) {
   return ::stat(path.c_str(), &st) == 0;
 }
 
-// Runs the CLI; with kill_after_ms >= 0 it is sent SIGKILL after that delay.
-CliRun run(const std::vector<std::string>& args, int kill_after_ms = -1) {
+// Runs the CLI; with kill_after_ms >= 0 it is sent `signal` after that delay.
+CliRun run(const std::vector<std::string>& args, const RunOptions& options) {
   static int counter = 0;
   const std::string base = testing::TempDir() + "/sparsity_cli_run_" + std::to_string(::getpid()) + "_" +
                            std::to_string(counter++);
@@ -77,6 +85,7 @@ CliRun run(const std::vector<std::string>& args, int kill_after_ms = -1) {
     FILE* o = std::freopen(out_path.c_str(), "w", stdout);
     FILE* e = std::freopen(err_path.c_str(), "w", stderr);
     if (!o || !e) _exit(127);
+    for (const auto& [k, v] : options.env) ::setenv(k.c_str(), v.c_str(), 1);
     std::vector<char*> argv;
     std::string prog = SPARSITY_CLI_PATH;
     argv.push_back(prog.data());
@@ -86,13 +95,15 @@ CliRun run(const std::vector<std::string>& args, int kill_after_ms = -1) {
     ::execv(prog.c_str(), argv.data());
     _exit(127);
   }
-  if (kill_after_ms >= 0) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(kill_after_ms));
-    ::kill(pid, SIGKILL);
+  if (options.kill_after_ms >= 0) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(options.kill_after_ms));
+    ::kill(pid, options.signal);
   }
   int st = 0;
-  ::waitpid(pid, &st, 0);
+  struct rusage usage {};
+  ::wait4(pid, &st, 0, &usage);
   CliRun r;
+  r.peak_rss_kb = usage.ru_maxrss;
   r.signaled = WIFSIGNALED(st);
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
   r.out = read_file(out_path);
@@ -100,6 +111,12 @@ CliRun run(const std::vector<std::string>& args, int kill_after_ms = -1) {
   ::unlink(out_path.c_str());
   ::unlink(err_path.c_str());
   return r;
+}
+
+CliRun run(const std::vector<std::string>& args, int kill_after_ms = -1) {
+  RunOptions o;
+  o.kill_after_ms = kill_after_ms;
+  return run(args, o);
 }
 
 // The values of the hand-derived case: |w| = 1 8 3 2 / 5 0.5 7 4; at sparsity 0.5 with 1x1 blocks the
@@ -639,6 +656,215 @@ TEST(Cli, OutputMayReplaceTheModel) {
   const float* w = reinterpret_cast<const float*>(m->bytes(m->info("proj.weight")));
   for (size_t i = 0; i < 8; ++i) EXPECT_EQ(w[i], kMask[i] ? static_cast<float>(kValues[i]) : 0.0f) << i;
   EXPECT_EQ(list_dir(f.dir), (std::set<std::string>{"model.safetensors", "config.json"}));
+}
+
+// ---- hostile inputs: the model and every file not named as an output stay untouched ----------------------
+
+TEST(CliHostile, SymlinkedModelIsNeverOverwrittenByAnotherOutput) {
+  Fixture f;
+  const std::string real = f.dir + "/model.safetensors", link = f.dir + "/m.safetensors";
+  ASSERT_EQ(::symlink("model.safetensors", link.c_str()), 0);
+  const std::string out = f.dir + "/o.safetensors";
+  f.expect_error(1, "would overwrite the model",
+                 {"prune", link, "--config", f.config, "--output", out, "--masks", real});
+  f.expect_error(1, "would overwrite the model",
+                 {"prune", link, "--config", f.config, "--output", out, "--state", real});
+  f.expect_error(1, "would overwrite the model",
+                 {"prune", real, "--config", f.config, "--output", out, "--masks", link});
+  // Two names of one new file: a symlinked directory.
+  ASSERT_EQ(::symlink(".", (f.dir + "/same").c_str()), 0);
+  f.expect_error(
+      1, "name the same file",
+      {"prune", real, "--config", f.config, "--output", out, "--masks", f.dir + "/same/o.safetensors"});
+}
+
+TEST(CliHostile, ShardedOutputOverTheInputShardsIsRefused) {
+  const std::string dir = fresh_dir();
+  io::save_safetensors(dir + "/model-00001-of-00002.safetensors", {{"l0.weight", wave(4, 8, 0)}});
+  io::save_safetensors(dir + "/model-00002-of-00002.safetensors", {{"l1.weight", wave(4, 8, 1)}});
+  write_file(
+      dir + "/model.safetensors.index.json",
+      R"({"metadata": {}, "weight_map": {"l0.weight": "model-00001-of-00002.safetensors", "l1.weight": "model-00002-of-00002.safetensors"}})");
+  write_file(dir + "/c.json",
+             R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparsity_level": 0.5}})");
+  const std::string s1 = read_file(dir + "/model-00001-of-00002.safetensors");
+  const auto before = list_dir(dir);
+  const CliRun r = run({"prune", dir + "/model.safetensors.index.json", "--config", dir + "/c.json",
+                        "--output", dir + "/pruned.index.json"});
+  expect_one_error_line(r, 1, "would overwrite the model's file");
+  EXPECT_EQ(list_dir(dir), before);
+  EXPECT_EQ(read_file(dir + "/model-00001-of-00002.safetensors"), s1);
+  // The model's own index as OUT replaces the model, shards included.
+  const CliRun in_place = run({"prune", dir + "/model.safetensors.index.json", "--config", dir + "/c.json",
+                               "--output", dir + "/model.safetensors.index.json", "--quiet"});
+  ASSERT_EQ(in_place.status, 0) << in_place.err;
+  EXPECT_NE(read_file(dir + "/model-00001-of-00002.safetensors"), s1);
+  EXPECT_EQ(list_dir(dir), before);
+}
+
+TEST(CliHostile, EmptyPathsAreUsageErrors) {
+  Fixture f;
+  for (const std::string flag : {"--output", "--masks", "--state", "--resume", "--config"}) {
+    std::vector<std::string> args = {"prune", f.model};
+    if (flag != "--config") args.insert(args.end(), {"--config", f.config});
+    if (flag != "--output") args.insert(args.end(), {"--output", f.dir + "/o.safetensors"});
+    args.push_back(flag);
+    args.push_back("");
+    f.expect_error(2, std::string(flag) + " is empty", args);
+  }
+}
+
+TEST(CliHostile, ControlBytesAndHugeNamesStayOnePrintableLine) {
+  Fixture f;
+  const std::string bad_model = f.dir + "/esc.safetensors";
+  const std::string esc_name = std::string("fc\x1b[2J") + ".weight";
+  io::save_safetensors(bad_model, {{esc_name, Tensor::from_values(kValues, {2, 4}, DType::f32)}});
+  const std::string cfg = f.dir + "/esc.json";
+  Json c = {{"sparsifier", "WeightNormSparsifier"},
+            {"defaults", {{"sparsity_level", 0.5}, {"sparse_block_shape", {1, 4}}}},
+            {"config", Json::array({{{"tensor_fqn", esc_name}, {"zeros_per_block", 9}}})}};
+  write_file(cfg, c.dump());
+  f.expect_error(1, "fc\\x1b[2J.weight",
+                 {"prune", bad_model, "--config", cfg, "--output", f.dir + "/o.safetensors"});
+  // The summary of a good run escapes the name too.
+  c["config"][0].erase("zeros_per_block");
+  write_file(cfg, c.dump());
+  const CliRun ok = run({"prune", bad_model, "--config", cfg, "--output", f.dir + "/o.safetensors"});
+  ASSERT_EQ(ok.status, 0) << ok.err;
+  EXPECT_EQ(ok.out.find('\x1b'), std::string::npos) << ok.out;
+  EXPECT_NE(ok.out.find("fc\\x1b[2J.weight"), std::string::npos) << ok.out;
+  ::unlink((f.dir + "/o.safetensors").c_str());
+  ::unlink(bad_model.c_str());
+  ::unlink(cfg.c_str());
+  // A NUL inside a name neither cuts the line nor loses the reason; a megabyte name is cut.
+  const std::string nul_name = std::string("a\0b", 3) + ".weight";
+  const std::string huge_name = std::string(1 << 20, 'x') + ".weight";
+  for (const std::string& name : {nul_name, huge_name}) {
+    Json cfg_json = {{"sparsifier", "WeightNormSparsifier"},
+                     {"config", Json::array({{{"tensor_fqn", name}}})}};
+    write_file(cfg, cfg_json.dump());
+    const CliRun r = run({"prune", f.model, "--config", cfg, "--output", f.dir + "/o.safetensors"});
+    expect_one_error_line(r, 1, "is not a tensor of");
+    EXPECT_LT(r.err.size(), 5000u);
+    EXPECT_EQ(r.err.find('\0'), std::string::npos);
+  }
+  ::unlink(cfg.c_str());
+}
+
+TEST(CliHostile, StateWithAnAbsurdStepCountIsRefused) {
+  Fixture f;
+  const std::string state = f.dir + "/s.safetensors";
+  ASSERT_EQ(run({"prune", f.model, "--config", f.config, "--output", f.dir + "/o.safetensors", "--state",
+                 state, "--quiet"})
+                .status,
+            0);
+  ::unlink((f.dir + "/o.safetensors").c_str());
+  auto file = io::SafetensorsFile::open(state);
+  std::map<std::string, std::string> meta = file->metadata();
+  meta["steps"] = "9223372036854775807";
+  sparsity::NamedList<Tensor> tensors = io::load_safetensors(state);
+  file.reset();
+  io::save_safetensors(state, tensors, meta);
+  f.expect_error(
+      1, "steps must be an integer in [0, 2147483647]",
+      {"prune", f.model, "--config", f.config, "--output", f.dir + "/o.safetensors", "--resume", state});
+}
+
+TEST(CliHostile, InterruptedRunWithNamedTemporariesLeavesNoDebris) {
+  const std::string dir = fresh_dir();
+  const std::string model = dir + "/model.safetensors";
+  ASSERT_EQ(run({"make-model", model, "--layers", "4", "--dim", "2048"}).status, 0);
+  write_file(dir + "/c.json",
+             R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparsity_level": 0.5}, "steps": 3})");
+  const std::set<std::string> before = list_dir(dir);
+  const std::vector<std::string> args = {"prune",     model,
+                                         "--config",  dir + "/c.json",
+                                         "--output",  dir + "/out.safetensors",
+                                         "--masks",   dir + "/masks.safetensors",
+                                         "--threads", "1"};
+  RunOptions term;
+  term.env = {{"SPARSITY_NO_O_TMPFILE", "1"}};
+  term.signal = SIGTERM;
+  int interrupted = 0;
+  std::set<std::string> complete = before;
+  complete.insert({"out.safetensors", "masks.safetensors"});
+  for (int delay = 20; delay <= 200; delay += 45) {
+    term.kill_after_ms = delay;
+    const CliRun r = run(args, term);
+    if (!r.signaled) break;
+    // The signal may land after the last publication: then every output is there and whole.
+    if (list_dir(dir) == complete) {
+      ::unlink((dir + "/out.safetensors").c_str());
+      ::unlink((dir + "/masks.safetensors").c_str());
+      continue;
+    }
+    ++interrupted;
+    EXPECT_EQ(list_dir(dir), before) << "SIGTERM after " << delay << " ms";
+  }
+  EXPECT_GE(interrupted, 2);
+  // SIGKILL cannot be handled: the hidden file stays until the next run for the same output removes it.
+  RunOptions kill = term;
+  kill.signal = SIGKILL;
+  kill.kill_after_ms = 60;
+  const CliRun killed = run(args, kill);
+  ASSERT_TRUE(killed.signaled);
+  ::unlink((dir + "/out.safetensors").c_str());
+  ::unlink((dir + "/masks.safetensors").c_str());
+  const CliRun again = run({"prune", model, "--config", dir + "/c.json", "--output", dir + "/out.safetensors",
+                            "--masks", dir + "/masks.safetensors", "--quiet"},
+                           RunOptions{-1, SIGKILL, {{"SPARSITY_NO_O_TMPFILE", "1"}}});
+  ASSERT_EQ(again.status, 0) << again.err;
+  EXPECT_EQ(list_dir(dir), complete);
+}
+
+TEST(CliHostile, PeakMemoryStaysBelowTheModelSizeAtAnyThreadCount) {
+  const std::string dir = fresh_dir();
+  const std::string model = dir + "/model.safetensors";
+  ASSERT_EQ(run({"make-model", model, "--layers", "6", "--dim", "2048"}).status, 0);  // 100 MB
+  write_file(dir + "/c.json",
+             R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparsity_level": 0.5}})");
+  struct stat st {};
+  ASSERT_EQ(::stat(model.c_str(), &st), 0);
+  const double model_kb = static_cast<double>(st.st_size) / 1024.0;
+  for (const char* threads : {"1", "2", "16"}) {
+    const CliRun r =
+        run({"prune", model, "--config", dir + "/c.json", "--output", dir + "/out.safetensors", "--masks",
+             dir + "/masks.safetensors", "--threads", threads, "--quiet", "--no-sync"});
+    ASSERT_EQ(r.status, 0) << r.err;
+    EXPECT_LE(static_cast<double>(r.peak_rss_kb), 1.2 * model_kb) << "--threads " << threads;
+  }
+}
+
+TEST(CliHostile, HeaderWithAMillionTensorsOpensInLinearTime) {
+  const std::string dir = fresh_dir();
+  std::string header = "{";
+  const int n = 1000000;
+  header.reserve(static_cast<size_t>(n) * 64);
+  for (int i = 0; i < n; ++i) {
+    header += (i ? ",\"t" : "\"t") + std::to_string(i) +
+              "\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[" + std::to_string(i) + "," +
+              std::to_string(i + 1) + "]}";
+  }
+  header += "}";
+  write_file(dir + "/big.safetensors", raw_model(header, std::string(static_cast<size_t>(n), '\1')));
+  const CliRun r = run({"inspect", dir + "/big.safetensors"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(r.out.find("total: 1000000 tensors"), std::string::npos);
+  // The prune engine's module tree and job list are linear too (nothing is prunable: every tensor copied).
+  write_file(dir + "/auto.json", R"({"sparsifier": "WeightNormSparsifier"})");
+  const CliRun p = run({"prune", dir + "/big.safetensors", "--config", dir + "/auto.json", "--output",
+                        dir + "/copy.safetensors", "--quiet", "--no-sync"});
+  ASSERT_EQ(p.status, 0) << p.err;
+  EXPECT_EQ(read_file(dir + "/copy.safetensors"), read_file(dir + "/big.safetensors"));
+  // A config of a million keys fails at the first unknown one.
+  std::string cfg = "{\"sparsifier\": \"WeightNormSparsifier\"";
+  for (int i = 0; i < n; ++i) cfg += ",\"k" + std::to_string(i) + "\":0";
+  cfg += "}";
+  write_file(dir + "/c.json", cfg);
+  io::save_safetensors(dir + "/m.safetensors", {{"a.weight", wave(4, 8, 0)}});
+  const CliRun c =
+      run({"prune", dir + "/m.safetensors", "--config", dir + "/c.json", "--output", dir + "/o.safetensors"});
+  expect_one_error_line(c, 1, "unknown key 'k0'");
 }
 
 }  // namespace

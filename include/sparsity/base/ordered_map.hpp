@@ -78,11 +78,11 @@ struct IndexedOrderedMap : nlohmann::ordered_map<Key, T, IgnoredLess, Allocator>
     return at(key);
   }
 
-  template <class K>
-  std::pair<iterator, bool> emplace(K&& key, T&& t) {
+  template <class K, class V>
+  std::pair<iterator, bool> emplace(K&& key, V&& value) {
     const size_type i = position(key);
     if (i != this->size()) return {this->begin() + static_cast<std::ptrdiff_t>(i), false};
-    this->Container::emplace_back(key_type(std::forward<K>(key)), std::forward<T>(t));
+    this->Container::emplace_back(key_type(std::forward<K>(key)), T(std::forward<V>(value)));
     note_appended();
     return {std::prev(this->end()), true};
   }

@@ -17,7 +17,9 @@ namespace sparsity::io {
 /// Destroying an unpublished file removes everything it created. A killed process leaves nothing behind
 /// in the unnamed case; hidden temporaries of processes that died (SIGKILL, power loss) are removed by
 /// the next AtomicFile made for the same path, and SIGINT/SIGTERM/SIGHUP remove them at once when
-/// install_cleanup_handlers() was called (the command line does).
+/// install_cleanup_handlers() was called (the command line does). The environment variable
+/// SPARSITY_NO_O_TMPFILE (any value) turns unnamed files off, for file systems that claim O_TMPFILE but
+/// fail to link such files, and to test the named path.
 ///
 ///   sparsity::io::AtomicFile f("out.bin");
 ///   f.write(data, n, /*offset=*/0);

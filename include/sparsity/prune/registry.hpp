@@ -71,5 +71,9 @@ struct PruneConfig {
 PruneConfig parse_prune_config(const Json& json, const std::string& where);
 /// Same from JSON text (syntax errors name the byte offset).
 PruneConfig parse_prune_config(std::string_view text, const std::string& where);
+/// Same from a C string of JSON text (so that a literal is text, not a JSON string value).
+inline PruneConfig parse_prune_config(const char* text, const std::string& where) {
+  return parse_prune_config(std::string_view(text), where);
+}
 
 }  // namespace sparsity
