@@ -54,6 +54,11 @@ if(SPARSITY_BUILD_BENCHMARKS)
   FetchContent_MakeAvailable(benchmark)
 endif()
 
+# RE2 (linear-time regular expressions for name patterns): Debian's libre2-dev has no CMake package,
+# only pkg-config.
+find_package(PkgConfig REQUIRED)
+pkg_check_modules(RE2 REQUIRED IMPORTED_TARGET re2)
+
 # With FETCHCONTENT_FULLY_DISCONNECTED a missing package configures "fine" and later links `-lxsimd`:
 # fail here instead, naming the Debian package to install.
 set(_sparsity_required

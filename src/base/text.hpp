@@ -55,6 +55,11 @@ inline std::string at_offset(uint64_t offset) { return "byte offset " + std::to_
   throw Error(code, what, std::move(at));
 }
 
+/// Up to `max` of `candidates` closest to `query` by edit distance (at most a third of the query's
+/// length), closest first, ties in candidate order: the names of a "did you mean" hint.
+std::vector<std::string> closest_names(std::string_view query, const std::vector<std::string>& candidates,
+                                       size_t max = 3);
+
 /// A whole message made safe for one terminal line: bytes below 0x20 (NUL, ESC, newlines) and DEL are
 /// escaped as \xNN, and the text is cut after `limit` bytes. The last guard before stderr or stdout;
 /// names inside messages are already quote()d.

@@ -14,6 +14,7 @@
 #include <iostream>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <random>
 #include <sstream>
 #include <string>
@@ -135,7 +136,88 @@ struct PruneArgs {
   int threads = 0;
   bool quiet = false;
   bool no_sync = false;
+  // Quick flags: a WeightNorm config without a file (or overrides of the file's defaults).
+  std::optional<double> sparsity;
+  std::string block, nm;
+  bool global = false;
 };
+
+// "RxC" or "N:M" as two positive integers; UsageError naming the flag otherwise.
+std::pair<int64_t, int64_t> two_ints(const std::string& text, char sep, const char* flag) {
+  const size_t p = text.find(sep);
+  try {
+    size_t used_a = 0, used_b = 0;
+    if (p == std::string::npos) throw std::invalid_argument(flag);
+    const long long a = std::stoll(text.substr(0, p), &used_a), b = std::stoll(text.substr(p + 1), &used_b);
+    if (used_a != p || used_b != text.size() - p - 1 || a <= 0 || b <= 0 || a > 65536 || b > 65536) {
+      throw std::invalid_argument(flag);
+    }
+    return {a, b};
+  } catch (const std::logic_error&) {
+    throw UsageError(std::string(flag) + " expects " +
+                     (sep == 'x' ? "ROWSxCOLS, e.g. 1x4" : "N:M, e.g. 2:4") + ", got " + printable(text));
+  }
+}
+
+// The configuration of a run: the file (if any) with the quick flags laid over its defaults.
+sparsity::PruneConfig prune_config(const PruneArgs& a) {
+  const bool quick = a.sparsity || !a.block.empty() || !a.nm.empty() || a.global;
+  if (a.config.empty() && !quick) throw UsageError("give --config FILE or --sparsity LEVEL (or --nm N:M)");
+  Json j = Json{{"sparsifier", "WeightNormSparsifier"}};
+  if (!a.config.empty()) {
+    const std::string text = sparsity::io::read_small_file(a.config, 16u << 20);
+    j = sparsity::parse_prune_config(std::string_view(text), a.config).to_json();
+  }
+  if (!quick) return sparsity::parse_prune_config(j, a.config);
+  if (!a.block.empty() && !a.nm.empty()) throw UsageError("--block and --nm exclude each other");
+  Json& d = j["defaults"];
+  if (d.is_null()) d = Json::object();
+  if (!a.nm.empty()) {
+    const auto [n, m] = two_ints(a.nm, ':', "--nm");
+    if (n >= m) throw UsageError("--nm N:M needs N < M, got " + printable(a.nm));
+    d["sparsity_level"] = 1.0;
+    d["sparse_block_shape"] = {1, m};
+    d["zeros_per_block"] = m - n;
+  }
+  if (!a.block.empty()) {
+    const auto [r, c] = two_ints(a.block, 'x', "--block");
+    d["sparse_block_shape"] = {r, c};
+    d["zeros_per_block"] = nullptr;
+  }
+  if (a.sparsity) d["sparsity_level"] = *a.sparsity;
+  if (a.global) j["scope"] = "global";
+  return sparsity::parse_prune_config(j, a.config.empty() ? "command line" : a.config);
+}
+
+std::string percent(uint64_t part, uint64_t whole) {
+  return fmt("%.1f%%", whole ? 100.0 * static_cast<double>(part) / static_cast<double>(whole) : 0.0);
+}
+
+// What was left alone and why, and the whole model's sparsity before and after.
+void print_summary(const sparsity::prune::Report& report) {
+  for (const auto& s : report.skipped) {
+    std::cout << "skipped " << s.tensors << " tensor" << (s.tensors == 1 ? "" : "s") << " (" << s.parameters
+              << " parameters): " << s.reason << "\n";
+  }
+  std::cout << "model: " << report.parameters << " floating-point parameters, sparsity "
+            << percent(report.zeros_before, report.parameters) << " -> "
+            << percent(report.zeros_after, report.parameters) << "\n";
+}
+
+// A warning line per tensor whose sparsity misses what its settings ask for by more than a point.
+void warn_on_misses(const sparsity::prune::Report& report) {
+  for (const auto& l : report.layers) {
+    if (!l.expected_sparsity || l.sparsity_per_step.empty()) continue;
+    const double got = l.sparsity_per_step.back();
+    if (std::fabs(got - *l.expected_sparsity) <= 0.01) continue;
+    const std::string line =
+        "sparsity: warning: " + sparsity::detail::quote(l.fqn) + " of shape " + shape_str(l.shape) + " is " +
+        fmt("%.1f%%", 100 * got) + " sparse, its settings ask for " +
+        fmt("%.1f%%", 100 * *l.expected_sparsity) +
+        " (the blocks do not fit its shape, or the level does not round to whole blocks)\n";
+    std::fwrite(line.data(), 1, line.size(), stderr);
+  }
+}
 
 int run_prune(const PruneArgs& a) {
   if (!a.state.empty() && a.state == a.output) throw UsageError("--state and --output name the same file");
@@ -144,9 +226,8 @@ int run_prune(const PruneArgs& a) {
   }
   sparsity::prune::Options o;
   o.model = a.model;
-  const std::string config_text = sparsity::io::read_small_file(a.config, 16u << 20);
-  o.config = sparsity::parse_prune_config(std::string_view(config_text), a.config);
-  o.config_where = a.config;
+  o.config = prune_config(a);
+  o.config_where = a.config.empty() ? "command line" : a.config;
   o.output = a.output;
   o.masks = a.masks;
   o.state = a.state;
@@ -166,11 +247,14 @@ int run_prune(const PruneArgs& a) {
   o.progress = [&](uint64_t done, uint64_t total) { progress.update(done, total); };
   const auto report = sparsity::prune::run(o);
   progress.clear();
+  warn_on_misses(report);
   if (!a.quiet) {
     print_layers(report, /*per_step=*/false);
+    print_summary(report);
     std::cout << "pruned " << report.layers.size() << " tensors in " << o.config.steps << " step(s) ("
-              << report.steps_done << " in total); wrote " << a.output
-              << (a.masks.empty() ? "" : ", " + a.masks) << (a.state.empty() ? "" : ", " + a.state) << "\n";
+              << report.steps_done << " in total); wrote " << printable(a.output)
+              << (a.masks.empty() ? "" : ", " + printable(a.masks))
+              << (a.state.empty() ? "" : ", " + printable(a.state)) << "\n";
   }
   return 0;
 }
@@ -348,12 +432,19 @@ int main(int argc, char** argv) {
   PruneArgs pa;
   auto* prune = app.add_subcommand("prune", "Prune a checkpoint: prepare, steps x (step, scheduler step), squash");
   prune->add_option("MODEL", pa.model, "Input .safetensors file or sharded model.safetensors.index.json")->required();
-  prune->add_option("--config", pa.config, "Pruning configuration (JSON)")->required();
+  prune->add_option("--config", pa.config, "Pruning configuration (JSON); or the quick flags below");
   prune->add_option("--output", pa.output, "Pruned checkpoint (may be MODEL; an index .json for sharded models)")->required();
   prune->add_option("--masks", pa.masks, "Write the masks (U8, 1 kept / 0 pruned) to this .safetensors file");
   prune->add_option("--state", pa.state, "Write the sparsifier state (to continue with --resume)");
   prune->add_option("--resume", pa.resume, "Continue from a state file written by --state");
   prune->add_option("--threads", pa.threads, "Worker threads (default: every core)")->check(CLI::Range(1, 1024));
+  prune
+      ->add_option("--sparsity", pa.sparsity,
+                   "Quick config: WeightNorm at this level (over --config's defaults)")
+      ->check(CLI::Range(0.0, 1.0));
+  prune->add_option("--block", pa.block, "Quick config: block shape ROWSxCOLS, e.g. 1x4");
+  prune->add_option("--nm", pa.nm, "Quick config: N:M along the input dimension, e.g. 2:4");
+  prune->add_flag("--global", pa.global, "Quick config: one threshold over every selected tensor");
   prune->add_flag("--quiet", pa.quiet, "No progress bar and no summary");
   prune->add_flag("--no-sync", pa.no_sync,
                   "Skip fsync (faster; outputs still appear whole or not at all if the process dies, "

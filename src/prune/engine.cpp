@@ -113,7 +113,8 @@ Report run(const Options& opt) {
 
   // ---- 1. targets --------------------------------------------------------------------------------
   const auto sparsifier = make_sparsifier(cfg.sparsifier, cfg.defaults);  // bad defaults fail before work
-  const std::vector<Target> targets = resolve_targets(model, cfg, *sparsifier, opt.config_where);
+  Selection selection = select_targets(model, cfg, *sparsifier, opt.config_where);
+  const std::vector<Target>& targets = selection.targets;
 
   // ---- 2. outputs and resumed state ----------------------------------------------------------------
   Outputs outputs(model, targets, {opt.output, opt.masks, opt.state, opt.resume, opt.durable});
@@ -150,6 +151,7 @@ Report run(const Options& opt) {
   BaseScheduler::set_warning_handler([](const std::string&) {});  // the call order here is right
 
   std::vector<TensorResult> results(targets.size());
+  std::vector<uint64_t> copied_zeros(entries.size(), 0);  // zeros of the floating tensors copied as they are
   std::vector<WorkerScratch> scratch(static_cast<size_t>(workers));
   std::mutex progress_mu;
   uint64_t done_bytes = 0;
@@ -169,8 +171,11 @@ Report run(const Options& opt) {
             TensorSinks sinks{out, shard_index[j], outputs.masks(), ti, outputs.wants_state()};
             results[ti] = prune_tensor(targets[ti], cfg, resumed_parts.empty() ? nullptr : &resumed_parts[ti],
                                        sinks, scratch[static_cast<size_t>(w)]);
-          } else if (out != nullptr) {
-            out->copy_from(shard_index[j], *e.file, *e.info);
+          } else {
+            if (e.info->dtype && is_floating(*e.info->dtype)) {
+              copied_zeros[j] = count_zeros(*e.file, *e.info, scratch[static_cast<size_t>(w)]);
+            }
+            if (out != nullptr) out->copy_from(shard_index[j], *e.file, *e.info);
           }
         } catch (const Error& err) {
           // Library messages without a location get the tensor's.
@@ -207,6 +212,17 @@ Report run(const Options& opt) {
     outputs.publish(nullptr);
   }
   for (auto& r : results) report.layers.push_back(std::move(r.report));
+  report.skipped = std::move(selection.skipped);
+  for (size_t j = 0; j < entries.size(); ++j) {
+    if (!entries[j].info->dtype || !is_floating(*entries[j].info->dtype)) continue;
+    report.parameters += entries[j].info->numel();
+    report.zeros_before += copied_zeros[j];
+    report.zeros_after += copied_zeros[j];
+  }
+  for (const auto& l : report.layers) {
+    report.zeros_before += l.zeros_before;
+    report.zeros_after += l.zeros_after;
+  }
   return report;
 }
 

@@ -1,6 +1,8 @@
 // Name -> sparsifier / scheduler factories and validation of the JSON pruning configuration.
 #include "sparsity/prune/registry.hpp"
 
+#include <re2/re2.h>
+
 #include <cmath>
 #include <limits>
 #include <map>
@@ -31,6 +33,14 @@ void need_int(const Json& v, int64_t lo, int64_t hi, const std::string& what, co
       v.get<int64_t>() < lo || v.get<int64_t>() > hi) {
     bad("expected " + what + ", got " + printable(v.dump()).substr(0, 60), where);
   }
+}
+
+// Why an RE2 pattern does not compile ("" when it does).
+std::string pattern_error(const std::string& pattern) {
+  RE2::Options o;
+  o.set_log_errors(false);
+  const RE2 re(pattern, o);
+  return re.ok() ? "" : re.error();
 }
 
 std::string join(const std::vector<std::string>& names) {
@@ -203,6 +213,10 @@ Json PruneConfig::to_json() const {
   } else {
     j["config"] = nullptr;
   }
+  if (targets) j["targets"] = *targets;
+  if (!ignore.empty()) j["ignore"] = ignore;
+  j["module_types"] = module_types;
+  j["scope"] = scope;
   if (!scheduler.is_null()) j["scheduler"] = scheduler;
   j["steps"] = steps;
   return j;
@@ -213,9 +227,12 @@ PruneConfig parse_prune_config(const Json& json, const std::string& where) {
   auto at = [&](const std::string& key) { return w + ", key " + key; };
   if (!json.is_object()) bad("configuration is not a JSON object", w);
   for (auto it = json.begin(); it != json.end(); ++it) {
-    static const std::set<std::string> known = {"sparsifier", "defaults", "config", "scheduler", "steps"};
+    static const std::set<std::string> known = {"sparsifier",   "defaults", "config",    "targets", "ignore",
+                                                "module_types", "scope",    "scheduler", "steps"};
     if (!known.count(it.key())) {
-      bad("unknown key " + quote(it.key()) + " (known: sparsifier, defaults, config, scheduler, steps)",
+      bad("unknown key " + quote(it.key()) +
+              " (known: sparsifier, defaults, config, targets, ignore, module_types, scope, scheduler, "
+              "steps)",
           at(printable(it.key())));
     }
   }
@@ -269,6 +286,50 @@ PruneConfig parse_prune_config(const Json& json, const std::string& where) {
       entries.push_back(e);
     }
     out.config = std::move(entries);
+  }
+  // Name lists: exact names, or "re:" and an RE2 pattern (compiled here, so a bad one fails early).
+  auto names = [&](const char* key) {
+    std::vector<std::string> out;
+    const Json& v = json.at(key);
+    if (!v.is_array())
+      bad(std::string("\"") + key + "\" must be an array of names or \"re:\" patterns", at(key));
+    for (size_t i = 0; i < v.size(); ++i) {
+      const std::string path = std::string(key) + "[" + std::to_string(i) + "]";
+      if (!v[i].is_string() || v[i].get<std::string>().empty()) bad("expected a non-empty string", at(path));
+      const std::string p = v[i].get<std::string>();
+      if (p.rfind("re:", 0) == 0) {
+        const std::string error = pattern_error(p.substr(3));
+        if (!error.empty()) bad("invalid pattern " + quote(p.substr(3)) + ": " + error, at(path));
+      }
+      out.push_back(p);
+    }
+    return out;
+  };
+  if (json.contains("targets") && !json.at("targets").is_null()) out.targets = names("targets");
+  if (json.contains("ignore") && !json.at("ignore").is_null()) out.ignore = names("ignore");
+  if (auto m = json.find("module_types"); m != json.end()) {
+    static const std::vector<std::string> kinds = {"Linear", "Conv2d"};
+    if (!m->is_array() || m->empty())
+      bad("\"module_types\" must be a non-empty array of module kinds", at("module_types"));
+    out.module_types.clear();
+    for (size_t i = 0; i < m->size(); ++i) {
+      const Json& k = (*m)[i];
+      if (!k.is_string() || std::find(kinds.begin(), kinds.end(), k.get<std::string>()) == kinds.end()) {
+        bad("expected a module kind (known: " + join(kinds) + "), got " + printable(k.dump()).substr(0, 60),
+            at("module_types[" + std::to_string(i) + "]"));
+      }
+      out.module_types.push_back(k.get<std::string>());
+    }
+  }
+  if (auto sc = json.find("scope"); sc != json.end()) {
+    if (!sc->is_string() || (*sc != "tensor" && *sc != "global")) {
+      bad("expected \"tensor\" or \"global\", got " + printable(sc->dump()).substr(0, 60), at("scope"));
+    }
+    out.scope = sc->get<std::string>();
+    if (out.scope == "global" && !spec->has_sparsity_level) {
+      bad("global ranking needs groups with sparsity_level, which " + out.sparsifier + " does not have",
+          at("scope"));
+    }
   }
   if (auto s = json.find("scheduler"); s != json.end() && !s->is_null()) {
     if (!s->is_object()) bad("\"scheduler\" must be an object or null", at("scheduler"));

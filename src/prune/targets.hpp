@@ -1,4 +1,4 @@
-// Which tensors a configuration prunes: the module tree the tensor names describe, and the targets.
+// Which tensors a configuration prunes: the module tree the names describe, the selection, the skips.
 #pragma once
 
 #include <string>
@@ -6,6 +6,7 @@
 
 #include "sparsity/core/module.hpp"
 #include "sparsity/io/checkpoint.hpp"
+#include "sparsity/prune/engine.hpp"
 #include "sparsity/prune/registry.hpp"
 #include "sparsity/sparsifier/base_sparsifier.hpp"
 
@@ -28,10 +29,18 @@ struct Target {
   const io::CheckpointEntry* source = nullptr;
 };
 
-/// The targets of `config` in config order; without a `config` list, make_config_from_model of
-/// `sparsifier` over module_tree(model). A named tensor the model lacks, that is not floating point or
-/// not 2-D throws InvalidArgument located at `config_where` and the entry's key.
-std::vector<Target> resolve_targets(const io::Checkpoint& model, const PruneConfig& config,
-                                    const BaseSparsifier& sparsifier, const std::string& config_where);
+/// The targets in selection order and, for every tensor left alone, why (grouped by reason).
+struct Selection {
+  std::vector<Target> targets;
+  std::vector<SkipReport> skipped;
+};
+
+/// Applies the config's selection (PruneConfig: targets / config / make_config_from_model of `sparsifier`
+/// over module_tree(model) with supported_modules = module_types; then ignore). Auto-config and "re:"
+/// patterns leave out weights whose width an N:M group does not divide, as NVIDIA's ASP does. A named
+/// tensor the model lacks (with the closest names as a hint), that is not floating point or not 2-D, and
+/// a selection of nothing, throw InvalidArgument located at `config_where` and the key.
+Selection select_targets(const io::Checkpoint& model, const PruneConfig& config, BaseSparsifier& sparsifier,
+                         const std::string& config_where);
 
 }  // namespace sparsity::prune

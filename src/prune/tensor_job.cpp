@@ -24,7 +24,38 @@ const uint8_t* mask_slice(const Tensor& mask, size_t off, size_t n, uint8_t* buf
   return buf;
 }
 
+// Zeros among n elements of a float dtype at `p`, in slices through `buf` (kSliceBytes).
+uint64_t zeros_in(DType dtype, const uint8_t* p, size_t n, uint8_t* buf) {
+  uint64_t kept = 0;
+  const size_t es = size_of(dtype);
+  for (size_t off = 0; off < n; off += kSliceBytes) {
+    const size_t cnt = std::min(kSliceBytes, n - off);
+    kernels::mask_to_bytes(dtype, p + off * es, cnt, buf);
+    kept += static_cast<uint64_t>(kernels::count_kept_bytes(buf, cnt));
+  }
+  return n - kept;
+}
+
 }  // namespace
+
+uint64_t count_zeros(const io::TensorFile& file, const io::TensorInfo& info, WorkerScratch& scratch) {
+  const size_t n = static_cast<size_t>(info.numel());
+  if (n == 0 || !info.dtype) return 0;
+  return zeros_in(*info.dtype, file.bytes(info), n, scratch.slice.get(std::min(n, kSliceBytes)));
+}
+
+std::optional<double> expected_sparsity(const Json& group) {
+  const auto level = group.find("sparsity_level");
+  if (level == group.end() || !level->is_number()) return std::nullopt;
+  double fraction = 1.0;
+  const auto shape = group.find("sparse_block_shape");
+  if (shape != group.end() && shape->is_array() && shape->size() == 2) {
+    const double vpb = (*shape)[0].get<double>() * (*shape)[1].get<double>();
+    const auto z = group.find("zeros_per_block");
+    if (z != group.end() && z->is_number() && vpb > 0) fraction = std::min(1.0, z->get<double>() / vpb);
+  }
+  return std::clamp(level->get<double>(), 0.0, 1.0) * fraction;
+}
 
 TensorResult prune_tensor(const Target& target, const PruneConfig& config, const ResumedTensor* resumed,
                           const TensorSinks& sinks, WorkerScratch& scratch) {
@@ -39,6 +70,7 @@ TensorResult prune_tensor(const Target& target, const PruneConfig& config, const
 
   // ---- the lifecycle on a view of the tensor ---------------------------------------------------------
   file.prefetch(info);
+  res.report.zeros_before = count_zeros(file, info, scratch);
   const ModulePtr model = module_tree({*target.source});
   auto sparsifier = make_sparsifier(config.sparsifier, config.defaults);
   ConfigEntry entry(target.entry);
@@ -65,10 +97,12 @@ TensorResult prune_tensor(const Target& target, const PruneConfig& config, const
     res.report.sparsity_per_step.push_back(n ? 1.0 - static_cast<double>(kept) / static_cast<double>(n) : 0.0);
   }
   const Tensor mask = sparsifier->state_of(target.fqn).mask.contiguous();
+  res.report.expected_sparsity = expected_sparsity(sparsifier->groups().at(0).config);
 
   // ---- outputs, streamed in slices --------------------------------------------------------------------
-  if (sinks.model != nullptr) {
-    // The squash, without a full-size copy: squash_mask() leaves exactly these bytes.
+  {
+    // The squash, slice by slice without a full-size copy (squash_mask() leaves exactly these bytes),
+    // counted and streamed to the output.
     const size_t esize = size_of(*info.dtype);
     const size_t slice = std::max<size_t>(1, kSliceBytes / esize);
     uint8_t* buf = scratch.slice.get(std::max<size_t>(std::min(n, slice) * (esize + 1), 1));
@@ -77,9 +111,10 @@ TensorResult prune_tensor(const Target& target, const PruneConfig& config, const
     for (size_t off = 0; off < n; off += slice) {
       const size_t cnt = std::min(slice, n - off);
       kernels::apply_mask_bytes(*info.dtype, src + off * esize, mask_slice(mask, off, cnt, mask_buf), buf, cnt);
-      sinks.model->write(sinks.model_index, off * esize, buf, cnt * esize);
+      res.report.zeros_after += zeros_in(*info.dtype, buf, cnt, mask_buf);
+      if (sinks.model != nullptr) sinks.model->write(sinks.model_index, off * esize, buf, cnt * esize);
     }
-    sinks.model->start_writeback();  // the disk starts on this tensor while the next one is computed
+    if (sinks.model != nullptr) sinks.model->start_writeback();  // the disk starts while the next one runs
   }
   if (sinks.masks != nullptr) {
     // U8 masks hold exactly 0 or 1, whatever the sparsifier wrote.

@@ -3,6 +3,7 @@
 
 #include <cstddef>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -44,6 +45,13 @@ struct TensorResult {
   Json values;
   Json scheduler;
 };
+
+/// Zeros (+0.0 and -0.0) of a floating-point tensor of a file, read in slices.
+uint64_t count_zeros(const io::TensorFile& file, const io::TensorInfo& info, WorkerScratch& scratch);
+
+/// The sparsity a group's settings ask for: sparsity_level x zeros_per_block / block size (WeightNorm's
+/// keys when present), nullopt when the group has no level.
+std::optional<double> expected_sparsity(const Json& group);
 
 /// Prunes one target: a one-tensor module tree holding a read-only view of it, `prepare` with a u8 mask
 /// in the worker's scratch, `resumed` restored through load_state_dict, `steps` x (step, scheduler

@@ -867,4 +867,64 @@ TEST(CliHostile, HeaderWithAMillionTensorsOpensInLinearTime) {
   expect_one_error_line(c, 1, "unknown key 'k0'");
 }
 
+// ---- selection without a file, honest reporting ------------------------------------------------------
+
+TEST(CliSelection, QuickFlagsNeedNoConfigFile) {
+  Fixture f;
+  const std::string out = f.dir + "/o.safetensors";
+  const CliRun r = run({"prune", f.model, "--sparsity", "0.5", "--block", "1x1", "--output", out});
+  ASSERT_EQ(r.status, 0) << r.err;
+  auto m = io::SafetensorsFile::open(out);
+  const float* w = reinterpret_cast<const float*>(m->bytes(m->info("proj.weight")));
+  for (size_t i = 0; i < 8; ++i) EXPECT_EQ(w[i], kMask[i] ? static_cast<float>(kValues[i]) : 0.0f) << i;
+  // The summary says what was left alone and the whole model's sparsity.
+  EXPECT_NE(r.out.find("skipped 1 tensor (3 parameters): not floating point"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("skipped 1 tensor (2 parameters): not a weight (rank 1)"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("model: 10 floating-point parameters, sparsity 0.0% -> 40.0%"), std::string::npos)
+      << r.out;
+  ::unlink(out.c_str());
+  // 2:4 from the command line: every group of 4 keeps its 2 largest magnitudes.
+  const CliRun nm = run({"prune", f.model, "--nm", "2:4", "--output", out, "--quiet"});
+  ASSERT_EQ(nm.status, 0) << nm.err;
+  m = io::SafetensorsFile::open(out);
+  const float* v = reinterpret_cast<const float*>(m->bytes(m->info("proj.weight")));
+  const std::vector<float> expect = {0, -8, 3, 0, 5, 0, -7, 0};  // |1 8 3 2| -> 8 3; |5 .5 7 4| -> 5 7
+  for (size_t i = 0; i < 8; ++i) EXPECT_EQ(v[i], expect[i]) << i;
+  f.expect_error(2, "--block and --nm exclude each other",
+                 {"prune", f.model, "--nm", "2:4", "--block", "1x4", "--output", out});
+  f.expect_error(2, "--nm expects N:M", {"prune", f.model, "--nm", "2/4", "--output", out});
+  f.expect_error(2, "N < M", {"prune", f.model, "--nm", "4:4", "--output", out});
+  f.expect_error(2, "give --config FILE or --sparsity", {"prune", f.model, "--output", out});
+}
+
+TEST(CliSelection, AMissedTargetIsAWarningAndNothingSelectedIsAnError) {
+  Fixture f;
+  const std::string model = f.dir + "/head.safetensors";
+  io::save_safetensors(model, {{"head.weight", wave(200, 2, 0)}, {"body.weight", wave(8, 8, 1)}});
+  const std::string cfg = f.dir + "/c.json";
+  // Named explicitly, a 200x2 head under 2:4 keeps torch's semantics: whole rows fall, and a warning says so.
+  write_file(cfg, R"({"sparsifier": "WeightNormSparsifier", "targets": ["head"],
+                      "defaults": {"sparsity_level": 1.0, "sparse_block_shape": [1, 4], "zeros_per_block": 2}})");
+  const CliRun r = run({"prune", model, "--config", cfg, "--output", f.dir + "/o.safetensors", "--quiet"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_NE(
+      r.err.find(
+          "sparsity: warning: 'head.weight' of shape 200x2 is 100.0% sparse, its settings ask for 50.0%"),
+      std::string::npos)
+      << r.err;
+  // Auto-config leaves it out (its width 2 is not a multiple of 4) and says so.
+  write_file(cfg, R"({"sparsifier": "WeightNormSparsifier",
+                      "defaults": {"sparsity_level": 1.0, "sparse_block_shape": [1, 4], "zeros_per_block": 2}})");
+  const CliRun a = run({"prune", model, "--config", cfg, "--output", f.dir + "/o.safetensors"});
+  ASSERT_EQ(a.status, 0) << a.err;
+  EXPECT_EQ(a.err, "");
+  EXPECT_NE(a.out.find("skipped 1 tensor (400 parameters): N:M group width does not divide the input width"),
+            std::string::npos)
+      << a.out;
+  ::unlink((f.dir + "/o.safetensors").c_str());
+  write_file(cfg, R"({"sparsifier": "WeightNormSparsifier", "config": []})");
+  f.expect_error(1, "the configuration selects no tensor to prune",
+                 {"prune", model, "--config", cfg, "--output", f.dir + "/o.safetensors"});
+}
+
 }  // namespace

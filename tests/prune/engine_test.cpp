@@ -132,7 +132,8 @@ TEST(PruneEngine, AutoConfigIsMakeConfigFromModelOverTheNames) {
   const io::Checkpoint ckpt = io::Checkpoint::open(m.path);
   WeightNormSparsifier sp(0.5, {1, 4});
   const auto targets =
-      resolve_targets(ckpt, parse_prune_config(R"({"sparsifier": "WeightNormSparsifier"})", "x"), sp, "x");
+      select_targets(ckpt, parse_prune_config(R"({"sparsifier": "WeightNormSparsifier"})", "x"), sp, "x")
+          .targets;
   // torch's LIFO order over {enc: {fc1, fc2}, dec: {0, 1}}: dec's Linears first, each level reversed.
   std::vector<std::string> fqns;
   for (const auto& t : targets) fqns.push_back(t.fqn);
@@ -143,6 +144,108 @@ TEST(PruneEngine, AutoConfigIsMakeConfigFromModelOverTheNames) {
   EXPECT_EQ(tree->get_submodule("enc")->type_name(), "Module");
   // The views are the file's bytes, not copies.
   EXPECT_TRUE(tree->get_submodule("enc.fc1")->tensor("weight").is_read_only());
+}
+
+// Selection by names and patterns, exclusions, module kinds, and what is reported as skipped.
+std::vector<std::string> selected(const Model& m, const char* config,
+                                  std::vector<SkipReport>* skipped = nullptr) {
+  const io::Checkpoint ckpt = io::Checkpoint::open(m.path);
+  const PruneConfig cfg = parse_prune_config(config, "c.json");
+  auto sp = make_sparsifier(cfg.sparsifier, cfg.defaults);
+  Selection sel = select_targets(ckpt, cfg, *sp, "c.json");
+  if (skipped) *skipped = sel.skipped;
+  std::vector<std::string> fqns;
+  for (const auto& t : sel.targets) fqns.push_back(t.fqn);
+  return fqns;
+}
+
+TEST(PruneSelection, TargetsIgnoreAndModuleNames) {
+  Model m;
+  using V = std::vector<std::string>;
+  EXPECT_EQ(selected(m, R"({"sparsifier": "WeightNormSparsifier", "targets": ["re:dec\\."]})"),
+            (V{"dec.0.weight", "dec.1.weight"}));
+  // A module name means its weight; an exact tensor name may be anything floating and 2-D.
+  EXPECT_EQ(selected(m, R"({"sparsifier": "WeightNormSparsifier", "targets": ["enc.fc2", "dec.1.weight"]})"),
+            (V{"enc.fc2.weight", "dec.1.weight"}));
+  // Patterns match from the start of the module name; ignore removes from any selection.
+  EXPECT_EQ(
+      selected(m, R"({"sparsifier": "WeightNormSparsifier", "targets": ["re:.*fc"], "ignore": ["enc.fc1"]})"),
+      (V{"enc.fc2.weight"}));
+  EXPECT_EQ(selected(m, R"({"sparsifier": "WeightNormSparsifier", "ignore": ["re:enc"]})"),
+            (V{"dec.0.weight", "dec.1.weight"}));
+  // config entries add their tensors to targets and give their options.
+  EXPECT_EQ(selected(m, R"({"sparsifier": "WeightNormSparsifier", "targets": ["re:dec\\.0"],
+                            "config": [{"tensor_fqn": "enc.fc1.weight", "sparsity_level": 0.9}]})"),
+            (V{"dec.0.weight", "enc.fc1.weight"}));
+  std::vector<SkipReport> skipped;
+  selected(m, R"({"sparsifier": "WeightNormSparsifier", "ignore": ["dec.1"]})", &skipped);
+  std::map<std::string, uint64_t> tensors_by_reason;
+  for (const auto& s : skipped) tensors_by_reason[s.reason] = s.tensors;
+  EXPECT_EQ(tensors_by_reason["ignored"], 1u);
+  EXPECT_EQ(tensors_by_reason["not floating point"], 1u);     // ids
+  EXPECT_EQ(tensors_by_reason["not a weight (rank 1)"], 1u);  // enc.fc1.bias
+}
+
+TEST(PruneSelection, MistakesAreNamedWithAHint) {
+  Model m;
+  EXPECT_SPARSITY_ERROR(
+      selected(m, R"({"sparsifier": "WeightNormSparsifier", "config": [{"tensor_fqn": "enc.fc1"}]})"),
+      InvalidArgument, "did you mean 'enc.fc1.weight'?", "c.json", "key config[0].tensor_fqn");
+  EXPECT_SPARSITY_ERROR(
+      selected(m, R"({"sparsifier": "WeightNormSparsifier", "targets": ["enc.fc1.wieght"]})"),
+      InvalidArgument, "did you mean 'enc.fc1.weight'", "key targets[0]");
+  EXPECT_SPARSITY_ERROR(selected(m, R"({"sparsifier": "WeightNormSparsifier", "targets": ["re:nothing"]})"),
+                        InvalidArgument, "matches no module name", "key targets[0]");
+  EXPECT_SPARSITY_ERROR(selected(m, R"({"sparsifier": "WeightNormSparsifier", "targets": ["re:("]})"),
+                        InvalidArgument, "invalid pattern", "key targets[0]");
+  EXPECT_SPARSITY_ERROR(selected(m, R"({"sparsifier": "WeightNormSparsifier", "ignore": ["re:.*"]})"),
+                        InvalidArgument, "selects no tensor", "4 ignored");
+  EXPECT_SPARSITY_ERROR(selected(m, R"({"sparsifier": "WeightNormSparsifier", "config": []})"),
+                        InvalidArgument, "selects no tensor", "not selected by the config");
+  EXPECT_SPARSITY_ERROR(selected(m, R"({"sparsifier": "WeightNormSparsifier", "module_types": ["Dense"]})"),
+                        InvalidArgument, "module kind", "key module_types[0]");
+}
+
+TEST(PruneSelection, AutoConfigLeavesOutWidthsAnNMGroupDoesNotDivide) {
+  Model m;  // widths 36, 24, 13, 40: 13 is not a multiple of 4
+  std::vector<SkipReport> skipped;
+  EXPECT_EQ(selected(m,
+                     R"({"sparsifier": "WeightNormSparsifier",
+                         "defaults": {"sparsity_level": 1.0, "sparse_block_shape": [1, 4], "zeros_per_block": 2}})",
+                     &skipped),
+            (std::vector<std::string>{"dec.1.weight", "enc.fc1.weight", "enc.fc2.weight"}));
+  bool reported = false;
+  for (const auto& s : skipped)
+    reported |= s.reason.find("does not divide") != std::string::npos && s.tensors == 1;
+  EXPECT_TRUE(reported);
+  // Named explicitly, the same tensor is pruned with torch's semantics.
+  EXPECT_EQ(selected(m, R"({"sparsifier": "WeightNormSparsifier", "targets": ["dec.0"],
+                            "defaults": {"sparsity_level": 1.0, "sparse_block_shape": [1, 4], "zeros_per_block": 2}})"),
+            (std::vector<std::string>{"dec.0.weight"}));
+}
+
+TEST(PruneEngine, ReportsTheModelsSparsityBeforeAndAfter) {
+  Model m;
+  Options o;
+  o.model = m.path;
+  o.config = parse_prune_config(
+      R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparsity_level": 0.5, "sparse_block_shape": [1, 1]}})",
+      "c");
+  const Report r = run(o);
+  uint64_t params = 0, pruned = 0;
+  for (const auto& [name, t] : m.tensors) {
+    if (is_floating(t.dtype())) params += static_cast<uint64_t>(t.numel());
+  }
+  for (const auto& l : r.layers) {
+    pruned += l.zeros_after;
+    ASSERT_TRUE(l.expected_sparsity.has_value());
+    EXPECT_DOUBLE_EQ(*l.expected_sparsity, 0.5);
+  }
+  EXPECT_EQ(r.parameters, params);
+  EXPECT_EQ(r.zeros_before, 0u);  // random values have no zeros
+  EXPECT_EQ(r.zeros_after, pruned);
+  // 24*36/2 + 13*24/2 + 40*13/2 + 9*40/2 elements are pruned (k = round(0.5 n), no zero before).
+  EXPECT_EQ(pruned, uint64_t{432 + 156 + 260 + 180});
 }
 
 TEST(PruneEngine, ResumedRunEqualsOneLongRun) {

@@ -1,18 +1,17 @@
 // Tests of BaseScheduler, LambdaSL and CubicSL: torch's test_scheduler.py plus formula, clamp,
 // validation and state_dict round trips.
-#include "sparsity/scheduler/base_scheduler.hpp"
-
 #include <gtest/gtest.h>
 
+#include <climits>
 #include <cmath>
 #include <string>
 #include <vector>
 
 #include "sparsity/nn/containers.hpp"
 #include "sparsity/nn/linear.hpp"
+#include "sparsity/scheduler/base_scheduler.hpp"
 #include "sparsity/sparsifier/nearly_diagonal_sparsifier.hpp"
 #include "sparsity/sparsifier/weight_norm_sparsifier.hpp"
-
 #include "test_util.hpp"
 
 namespace sparsity {
@@ -280,6 +279,33 @@ TEST(CubicSL, PerGroupOptionsAndStateDict) {
   bad.total_t = {1, 2, 3};
   EXPECT_THROW(CubicSL(f.sparsifier, bad), Error);
   EXPECT_THROW(t.load_state_dict(Json{{"init_t", {1, 2, 3}}}), Error);
+}
+
+}  // namespace
+}  // namespace sparsity
+
+namespace sparsity {
+namespace {
+
+// t - t0 of two ints overflows an int: torch's unbounded integers give the final level.
+TEST(CubicScheduler, ExtremeInitTDoesNotOverflow) {
+  EXPECT_DOUBLE_EQ(CubicSL::sparsity_compute_fn(0.0, 0.5, 0, INT_MIN, 1, 1, false), 0.5);
+  EXPECT_DOUBLE_EQ(CubicSL::sparsity_compute_fn(0.0, 0.5, INT_MAX, INT_MIN, 1, 1, false), 0.5);
+  EXPECT_DOUBLE_EQ(CubicSL::sparsity_compute_fn(0.1, 0.5, INT_MIN, INT_MAX, 1, 1, false), 0.1);
+}
+
+TEST(Scheduler, EpochCountsOutsideIntAreRefused) {
+  auto model = std::make_shared<nn::Linear>(nn::LinearOptions(4, 4).bias(false));
+  WeightNormSparsifier sp(0.5, {1, 1});
+  sp.prepare(model, std::vector<ConfigEntry>{Json{{"tensor_fqn", "weight"}}});
+  CubicSL sched(sp);
+  Json st = sched.state_dict();
+  st["last_epoch"] = int64_t{1} << 40;
+  EXPECT_SPARSITY_ERROR(sched.load_state_dict(st), InvalidArgument, "last_epoch", "must be an integer in");
+  st["last_epoch"] = INT_MAX;
+  sched.load_state_dict(st);
+  sp.step();
+  EXPECT_SPARSITY_ERROR(sched.step(), OutOfRange, "epoch count would pass");
 }
 
 }  // namespace

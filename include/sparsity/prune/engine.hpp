@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -26,17 +27,32 @@ struct Options {
   std::function<void(uint64_t done, uint64_t total)> progress;
 };
 
-/// Per pruned tensor: fraction of zeros in the mask after each step, and the time spent on it.
+/// Per pruned tensor: fraction of zeros in the mask after each step, zeros of the tensor before and
+/// after, the sparsity its final settings ask for (when the sparsifier has a level), and the time spent.
 struct LayerReport {
   std::string fqn;
   std::string dtype;
   Shape shape;
   std::vector<double> sparsity_per_step;
+  uint64_t zeros_before = 0;
+  uint64_t zeros_after = 0;
+  std::optional<double> expected_sparsity;
   double seconds = 0;
+};
+
+/// Tensors a run left alone for one reason ("not floating point", "ignored", ...).
+struct SkipReport {
+  std::string reason;
+  uint64_t tensors = 0;
+  uint64_t parameters = 0;
 };
 
 struct Report {
   std::vector<LayerReport> layers;  ///< in target order
+  std::vector<SkipReport> skipped;  ///< every tensor not pruned, by reason
+  uint64_t parameters = 0;          ///< floating-point elements of the whole model
+  uint64_t zeros_before = 0;        ///< zeros among them in the input (+0.0 and -0.0)
+  uint64_t zeros_after = 0;         ///< and in the output
   int64_t steps_done = 0;           ///< including the resumed state's
 };
 

@@ -50,16 +50,26 @@ std::unique_ptr<BaseScheduler> make_scheduler(BaseSparsifier& sparsifier, const 
 ///
 ///   {"sparsifier": "WeightNormSparsifier",
 ///    "defaults": {"sparsity_level": 0.5, "sparse_block_shape": [1, 4], "zeros_per_block": 4, "norm": "L2"},
+///    "targets": ["re:layers\\.\\d+\\.mlp\\..*"], "ignore": ["lm_head"], "module_types": ["Linear"],
 ///    "config": [{"tensor_fqn": "layers.0.weight", "sparsity_level": 0.7}],
 ///    "scheduler": {"type": "CubicSL", "init_sl": 0.0, "init_t": 0, "delta_t": 10, "total_t": 100},
 ///    "steps": 1}
 ///
-/// `config` absent or null: every module whose `weight` is 2-D (make_config_from_model's order).
+/// Which tensors are pruned: `targets` when given (exact tensor names, module names meaning their
+/// `weight`, or "re:<pattern>" matched from the start of a module name, RE2 syntax, modules of the
+/// `module_types` kinds only), else the `config` entries, else make_config_from_model over the modules
+/// the tensor names describe (kinds in `module_types`, default ["Linear"] as torch). `config` entries
+/// add their tensors and give per-tensor options; `ignore` (same syntax as `targets`) removes tensors
+/// from any of them. `scope` "global" ranks every selected tensor's blocks together (see the README).
 struct PruneConfig {
   std::string sparsifier;
   Json defaults = Json::object();
   std::optional<std::vector<Json>> config;  ///< entries, each with "tensor_fqn"
-  Json scheduler;                           ///< null when absent
+  std::optional<std::vector<std::string>> targets;
+  std::vector<std::string> ignore;
+  std::vector<std::string> module_types{"Linear"};
+  std::string scope = "tensor";  ///< "tensor" or "global"
+  Json scheduler;                ///< null when absent
   int64_t steps = 1;
 
   Json to_json() const;
