@@ -260,39 +260,72 @@ int run_prune(const PruneArgs& a) {
 }
 
 // ---- inspect ------------------------------------------------------------------------------------------
+Json stats_json(const sparsity::prune::TensorStats& t) {
+  Json j = {{"name", t.name},
+            {"dtype", t.dtype},
+            {"shape", t.shape},
+            {"numel", t.numel},
+            {"zeros", t.zeros},
+            {"sparsity", t.numel ? static_cast<double>(t.zeros) / static_cast<double>(t.numel) : 0.0},
+            {"pattern", t.pattern}};
+  if (!t.torch_pattern.empty()) j["torch_pattern"] = t.torch_pattern;
+  return j;
+}
+
+std::vector<std::string> stats_row(const sparsity::prune::TensorStats& t) {
+  std::string pattern = t.pattern;
+  if (!t.torch_pattern.empty()) pattern += " (torch's (out, in): " + t.torch_pattern + ")";
+  return {printable(t.name), t.dtype, shape_str(t.shape), percent(t.zeros, t.numel), pattern};
+}
+
 int run_inspect(const std::string& model, bool json) {
   const auto stats = sparsity::prune::inspect_checkpoint(model);
   if (json) {
     Json j = Json::object();
     j["model"] = model;
     j["tensors"] = Json::array();
-    for (const auto& t : stats.tensors) {
-      j["tensors"].push_back({{"name", t.name},
-                              {"dtype", t.dtype},
-                              {"shape", t.shape},
-                              {"numel", t.numel},
-                              {"zeros", t.zeros},
-                              {"sparsity", t.numel ? static_cast<double>(t.zeros) / static_cast<double>(t.numel) : 0.0},
-                              {"pattern", t.pattern}});
-    }
+    for (const auto& t : stats.tensors) j["tensors"].push_back(stats_json(t));
     j["total"] = {{"tensors", stats.tensors.size()},
                   {"numel", stats.numel},
                   {"zeros", stats.zeros},
                   {"sparsity", stats.numel ? static_cast<double>(stats.zeros) / static_cast<double>(stats.numel) : 0.0}};
+    if (stats.state) {
+      Json groups = Json::array();
+      for (const auto& g : stats.state->groups) {
+        Json e = stats_json(g.mask);
+        e["group"] = g.settings;
+        groups.push_back(std::move(e));
+      }
+      j["state"] = {{"sparsifier", stats.state->sparsifier},
+                    {"steps", stats.state->steps},
+                    {"scheduler", stats.state->scheduler},
+                    {"groups", std::move(groups)}};
+    }
     std::cout << j.dump(2, ' ', false, Json::error_handler_t::replace) << "\n";
     return 0;
   }
-  std::vector<std::vector<std::string>> rows = {{"tensor", "dtype", "shape", "zeros", "pattern"}};
-  for (const auto& t : stats.tensors) {
-    rows.push_back({printable(t.name), t.dtype, shape_str(t.shape),
-                    fmt("%.1f%%", t.numel ? 100.0 * static_cast<double>(t.zeros) / static_cast<double>(t.numel) : 0.0),
-                    t.pattern});
+  if (stats.state) {
+    // A state file: its masks (1 kept, 0 pruned) and the groups' settings, not the packed bytes.
+    const auto& st = *stats.state;
+    std::cout << "sparsifier state: " << printable(st.sparsifier) << ", " << st.steps << " step(s), "
+              << st.groups.size() << " group(s)" << (st.scheduler ? ", with a scheduler" : "") << "\n";
+    std::vector<std::vector<std::string>> rows = {
+        {"tensor", "mask", "shape", "pruned", "pattern", "settings"}};
+    for (const auto& g : st.groups) {
+      auto r = stats_row(g.mask);
+      Json settings = g.settings;
+      settings.erase("tensor_fqn");
+      r.push_back(printable(settings.dump()));
+      rows.push_back(std::move(r));
+    }
+    print_table(std::cout, rows);
+    return 0;
   }
+  std::vector<std::vector<std::string>> rows = {{"tensor", "dtype", "shape", "zeros", "pattern"}};
+  for (const auto& t : stats.tensors) rows.push_back(stats_row(t));
   print_table(std::cout, rows);
-  std::cout << "total: " << stats.tensors.size() << " tensors, " << stats.numel << " elements, " << stats.zeros
-            << " zeros ("
-            << fmt("%.1f%%", stats.numel ? 100.0 * static_cast<double>(stats.zeros) / static_cast<double>(stats.numel) : 0.0)
-            << ")\n";
+  std::cout << "total: " << stats.tensors.size() << " tensors, " << stats.numel << " elements, "
+            << stats.zeros << " zeros (" << percent(stats.zeros, stats.numel) << ")\n";
   return 0;
 }
 

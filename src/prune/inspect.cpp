@@ -3,8 +3,10 @@
 
 #include <cstring>
 
+#include "sparsity/core/ops.hpp"
 #include "sparsity/io/checkpoint.hpp"
 #include "sparsity/kernels/kernels.hpp"
+#include "sparsity/prune/state_file.hpp"
 
 namespace sparsity::prune {
 namespace {
@@ -60,6 +62,20 @@ std::string detect_pattern(const uint8_t* nz, int64_t rows, int64_t cols) {
     }
   }
   if (best_m) return std::to_string(best_n) + ":" + std::to_string(best_m);
+  // The same down the columns (a weight stored as (in, out)).
+  for (int64_t m : {2, 4, 8, 16, 32}) {
+    if (rows % m != 0) continue;
+    std::vector<int64_t> per(static_cast<size_t>((rows / m) * cols));
+    kernels::count_kept_tiles(nz, rows, cols, m, 1, per.data());
+    int64_t most = 0;
+    for (int64_t v : per) most = std::max(most, v);
+    const bool full = kept * 10 >= 9 * most * static_cast<int64_t>(per.size());
+    if (most < m && full && (best_m == 0 || most * best_m < best_n * m)) {
+      best_n = most;
+      best_m = m;
+    }
+  }
+  if (best_m) return std::to_string(best_n) + ":" + std::to_string(best_m) + " along columns";
   // Aligned blocks: the largest R x C (powers of two up to 64) whose tiles are all-zero or all-kept.
   std::vector<int64_t> scratch;
   int64_t max_c = 1, max_r = 1;
@@ -85,6 +101,42 @@ std::string detect_pattern(const uint8_t* nz, int64_t rows, int64_t cols) {
   return "unstructured";
 }
 
+namespace {
+
+// A state file's groups and masks, the masks unpacked to read their patterns.
+StateStats state_stats(const std::string& path) {
+  const SparsifierCheckpoint c = load_checkpoint(path);
+  StateStats st;
+  st.sparsifier = c.sparsifier;
+  st.steps = c.steps;
+  st.scheduler = c.scheduler.is_object();
+  for (const auto& [fqn, packed] : c.masks) {
+    StateStats::Group g;
+    g.mask.name = fqn;
+    g.mask.dtype = "mask";
+    g.mask.shape = packed.shape;
+    const Tensor m = unpack_mask(packed);
+    g.mask.numel = static_cast<uint64_t>(m.numel());
+    g.mask.zeros = g.mask.numel - static_cast<uint64_t>(count_kept(m));
+    const uint8_t* nz = static_cast<const uint8_t*>(m.data_ptr());
+    if (packed.shape.size() >= 2 && g.mask.numel) {
+      g.mask.pattern =
+          detect_pattern(nz, packed.shape[0], static_cast<int64_t>(g.mask.numel) / packed.shape[0]);
+    } else {
+      g.mask.pattern = g.mask.zeros == 0              ? "dense"
+                       : g.mask.zeros == g.mask.numel ? "all zero"
+                                                      : "unstructured";
+    }
+    for (const auto& grp : c.groups) {
+      if (grp.value("tensor_fqn", std::string()) == fqn) g.settings = grp;
+    }
+    st.groups.push_back(std::move(g));
+  }
+  return st;
+}
+
+}  // namespace
+
 CheckpointStats inspect_checkpoint(const std::string& path) {
   const io::Checkpoint ckpt = io::Checkpoint::open(path);
   CheckpointStats out;
@@ -102,8 +154,17 @@ CheckpointStats inspect_checkpoint(const std::string& path) {
     if (n) nonzero_flags(e.file->bytes(info), n, esize, is_float_name(info.dtype_name), flags.data());
     const uint64_t kept = n ? static_cast<uint64_t>(kernels::count_kept_bytes(flags.data(), n)) : 0;
     s.zeros = s.numel - kept;
-    if (info.shape.size() == 2 && n) {
-      s.pattern = detect_pattern(flags.data(), info.shape[0], info.shape[1]);
+    if (info.shape.size() >= 2 && n) {
+      const int64_t rows = info.shape[0], cols = static_cast<int64_t>(n) / rows;
+      s.pattern = detect_pattern(flags.data(), rows, cols);
+      if (info.transposed && info.shape.size() == 2) {
+        std::vector<uint8_t> t(n);
+        for (int64_t r = 0; r < rows; ++r) {
+          for (int64_t c = 0; c < cols; ++c)
+            t[static_cast<size_t>(c * rows + r)] = flags[static_cast<size_t>(r * cols + c)];
+        }
+        s.torch_pattern = detect_pattern(t.data(), cols, rows);
+      }
     } else {
       s.pattern = kept == s.numel ? "dense" : kept == 0 ? "all zero" : "unstructured";
     }
@@ -111,6 +172,10 @@ CheckpointStats inspect_checkpoint(const std::string& path) {
     out.numel += s.numel;
     out.zeros += s.zeros;
     out.tensors.push_back(std::move(s));
+  }
+  if (!ckpt.sharded()) {
+    const auto& meta = ckpt.shards()[0]->metadata();
+    if (auto f = meta.find("sparsity.format"); f != meta.end()) out.state = state_stats(path);
   }
   return out;
 }

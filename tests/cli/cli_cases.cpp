@@ -927,4 +927,43 @@ TEST(CliSelection, AMissedTargetIsAWarningAndNothingSelectedIsAnError) {
                  {"prune", model, "--config", cfg, "--output", f.dir + "/o.safetensors"});
 }
 
+TEST(CliInspect, ColumnNMAndStateFiles) {
+  const std::string dir = fresh_dir();
+  // 2:4 down the columns, as ONNX and Keras store (in, out) weights: in every column, each group of 4
+  // rows has two zeros, at positions that change from column to column, so the rows hold no N:M.
+  const int pairs[8][2] = {{0, 1}, {2, 3}, {0, 2}, {1, 3}, {0, 3}, {1, 2}, {0, 1}, {0, 1}};
+  std::vector<double> col(64);
+  for (int r = 0; r < 8; ++r) {
+    for (int c = 0; c < 8; ++c) {
+      const int p = r % 4;
+      col[static_cast<size_t>(r * 8 + c)] = (p == pairs[c][0] || p == pairs[c][1]) ? 0.0 : 1.0 + r * 8 + c;
+    }
+  }
+  io::save_safetensors(dir + "/m.safetensors", {{"colnm", Tensor::from_values(col, {8, 8})},
+                                                {"proj.weight", Tensor::from_values(kValues, {2, 4})}});
+  const CliRun t = run({"inspect", dir + "/m.safetensors", "--json"});
+  ASSERT_EQ(t.status, 0) << t.err;
+  const Json doc = Json::parse(t.out);
+  EXPECT_EQ(doc["tensors"][0]["pattern"], "2:4 along columns");
+  // A state file is read as masks and groups, not as packed bytes.
+  write_file(dir + "/c.json", unstructured_config({"proj.weight"}));
+  ASSERT_EQ(run({"prune", dir + "/m.safetensors", "--config", dir + "/c.json", "--output",
+                 dir + "/o.safetensors", "--state", dir + "/s.safetensors", "--quiet"})
+                .status,
+            0);
+  const CliRun st = run({"inspect", dir + "/s.safetensors"});
+  ASSERT_EQ(st.status, 0) << st.err;
+  EXPECT_NE(st.out.find("sparsifier state: WeightNormSparsifier, 1 step(s), 1 group(s)"), std::string::npos)
+      << st.out;
+  EXPECT_NE(st.out.find("proj.weight  mask  2x4"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("50.0%"), std::string::npos) << st.out;
+  EXPECT_NE(st.out.find("\"sparsity_level\":0.5"), std::string::npos) << st.out;
+  const CliRun sj = run({"inspect", dir + "/s.safetensors", "--json"});
+  const Json sdoc = Json::parse(sj.out);
+  EXPECT_EQ(sdoc["state"]["groups"][0]["zeros"], 4);
+  // kMask is 0 1 0 0 / 1 0 1 1: every column keeps one of its two rows.
+  EXPECT_EQ(sdoc["state"]["groups"][0]["pattern"], "1:2 along columns");
+  EXPECT_EQ(sdoc["state"]["steps"], 1);
+}
+
 }  // namespace
