@@ -110,4 +110,57 @@ void bytes_to_mask(const uint8_t* bytes, size_t n, DType dtype, void* mask);
 /// any-dtype mask -> bytes of 0/1 (non-zero, including NaN, = 1).
 void mask_to_bytes(DType dtype, const void* mask, size_t n, uint8_t* bytes);
 
+// ---- sparse linear ---------------------------------------------------------------------------------
+/// How a packed sparse weight stores its kept elements (byte layouts: sparsity/core/packed.hpp).
+enum class SparseLayout : uint8_t {
+  nm,       ///< exactly n values per group of m columns; bitmask marks their positions
+  bsr,      ///< block-sparse rows: dense block_rows x block_cols blocks with block-column indices
+  bitmask,  ///< compressed-tensors' sparse-bitmask: kept values, one bit per element, row offsets
+  csr,      ///< compressed sparse rows: values, column indices, row pointers
+};
+
+/// A packed rows x cols weight W as the sparse-linear kernels read it: pointers into its parts, no
+/// ownership. Values are f32, f16 or bf16 in `dtype`.
+///   nm:      values [rows, cols / m * n]; bitmask [rows, ceil(cols / 8)] with n bits per group of m.
+///   bsr:     values [nnz / (br * bc), br, bc] (blocks of a block row in order, each row-major);
+///            indices: block column of each block (u8, i16 or i32); offsets: rows / br + 1 block pointers
+///            (i16, i32 or i64).
+///   bitmask: values [nnz]; bitmask [rows, ceil(cols / 8)]; offsets: rows entries (i64), the index of
+///            each row's first value.
+///   csr:     values [nnz]; indices: column of each value (u8, i16 or i32); offsets: rows + 1 row
+///            pointers (i16, i32 or i64).
+/// Bit j of bitmask byte k of a row is column 8k + j. The kernels never read outside these extents,
+/// whatever the index contents (out-of-range offsets and indices are clamped); the result is then
+/// unspecified, so validate untrusted parts first (PackedTensor::from_parts does).
+struct SparseWeight {
+  SparseLayout layout = SparseLayout::csr;
+  DType dtype = DType::f32;  ///< of the values
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t n = 0;  ///< nm
+  int64_t m = 0;  ///< nm: 4, 8 or 16, dividing cols
+  int64_t block_rows = 1;  ///< bsr: 1, 2, 4, 8 or 16, dividing rows
+  int64_t block_cols = 1;  ///< bsr: 1, 2, 4, 8 or 16, dividing cols
+  int64_t nnz = 0;         ///< stored values (bsr: blocks * block_rows * block_cols)
+  const void* values = nullptr;
+  const uint8_t* bitmask = nullptr;
+  const void* offsets = nullptr;
+  DType offsets_dtype = DType::i64;
+  const void* indices = nullptr;
+  DType indices_dtype = DType::i32;
+};
+
+/// y[b][i] = bias[i] + sum over the stored elements (i, j) of W of W[i][j] * x[b][j], for b < batch and
+/// i < rows: x is batch x cols with row stride ldx, y batch x rows with row stride ldy (both f32), bias
+/// f32 [rows] or null. Products are rounded to f32 and summed in f32 in a fixed order, so every ISA and
+/// thread count gives the same bits:
+///   t-th stored element of row i (storage order: nm slots, bsr blocks then columns, bitmask / csr
+///   values) -> for batch 1, partial sum t % P (P = 32; bsr with block_rows r > 1: max(block_cols,
+///   32 / r)), each partial summed in order from +0, then halved pairwise (p[j] += p[j + h] for
+///   h = P/2, ..., 1); for batch >= 2, one sum in order from +0; the bias is added last.
+/// Rows are split over kernels::num_threads() in fixed pieces; a row's sum is never split.
+///   sparsity::kernels::sparse_linear(w, x, /*batch=*/8, /*ldx=*/w.cols, bias, y, /*ldy=*/w.rows);
+void sparse_linear(const SparseWeight& w, const float* x, int64_t batch, int64_t ldx, const float* bias,
+                   float* y, int64_t ldy);
+
 }  // namespace sparsity::kernels
