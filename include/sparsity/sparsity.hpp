@@ -11,6 +11,7 @@
 #include "sparsity/core/module.hpp"
 #include "sparsity/core/module_dict.hpp"
 #include "sparsity/core/parametrize.hpp"
+#include "sparsity/core/packed.hpp"
 #include "sparsity/nn/linear.hpp"
 #include "sparsity/nn/conv2d.hpp"
 #include "sparsity/nn/containers.hpp"

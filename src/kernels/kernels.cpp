@@ -361,8 +361,9 @@ void check_sparse_weight(const SparseWeight& w) {
     SPARSITY_CHECK(w.indices_dtype == DType::u8 || w.indices_dtype == DType::i16 || w.indices_dtype == DType::i32,
                    InvalidArgument, "sparse_linear (", name, "): column indices must be u8, i16 or i32, got ",
                    to_string(w.indices_dtype));
-    SPARSITY_CHECK(w.offsets_dtype == DType::i16 || w.offsets_dtype == DType::i32 || w.offsets_dtype == DType::i64,
-                   InvalidArgument, "sparse_linear (", name, "): row offsets must be i16, i32 or i64, got ",
+    SPARSITY_CHECK(w.offsets_dtype == DType::u8 || w.offsets_dtype == DType::i16 || w.offsets_dtype == DType::i32 ||
+                       w.offsets_dtype == DType::i64,
+                   InvalidArgument, "sparse_linear (", name, "): row offsets must be u8, i16, i32 or i64, got ",
                    to_string(w.offsets_dtype));
     SPARSITY_CHECK(w.rows == 0 || w.offsets != nullptr, InvalidArgument, "sparse_linear (", name, "): null offsets");
     SPARSITY_CHECK(w.nnz == 0 || w.indices != nullptr, InvalidArgument, "sparse_linear (", name, "): null indices");

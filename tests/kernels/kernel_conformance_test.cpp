@@ -532,7 +532,7 @@ std::vector<SparseCase> sparse_cases() {
       for (int64_t bcols : {1, 5, 17, 40}) {
         for (double d : {0.0, 0.3, 1.0}) {
           const DType idx = bcols == 5 ? DType::u8 : bcols == 17 ? DType::i16 : DType::i32;
-          const DType off = brows == 1 ? DType::i16 : DType::i64;
+          const DType off = brows == 1 ? DType::u8 : bcols == 5 ? DType::i16 : DType::i64;
           cases.push_back({SparseLayout::bsr, brows * r, bcols * c, r, c, d, idx, off});
         }
       }
@@ -1052,8 +1052,8 @@ TEST(SparseLinearEntry, MisuseErrorsNameTheProblem) {
   w.indices_dtype = DType::i64;
   EXPECT_SPARSITY_ERROR(sparse_linear(w, x, 1, 16, nullptr, y, 8), InvalidArgument, "column indices", "i64");
   w = b.w;
-  w.offsets_dtype = DType::u8;
-  EXPECT_SPARSITY_ERROR(sparse_linear(w, x, 1, 16, nullptr, y, 8), InvalidArgument, "row offsets", "u8");
+  w.offsets_dtype = DType::f32;
+  EXPECT_SPARSITY_ERROR(sparse_linear(w, x, 1, 16, nullptr, y, 8), InvalidArgument, "row offsets", "f32");
   TestSparse m = make_sparse({SparseLayout::bitmask, 2, 8}, DType::f32, 5, false, 0);
   w = m.w;
   w.offsets_dtype = DType::i32;

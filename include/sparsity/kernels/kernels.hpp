@@ -124,11 +124,11 @@ enum class SparseLayout : uint8_t {
 ///   nm:      values [rows, cols / m * n]; bitmask [rows, ceil(cols / 8)] with n bits per group of m.
 ///   bsr:     values [nnz / (br * bc), br, bc] (blocks of a block row in order, each row-major);
 ///            indices: block column of each block (u8, i16 or i32); offsets: rows / br + 1 block pointers
-///            (i16, i32 or i64).
+///            (u8, i16, i32 or i64).
 ///   bitmask: values [nnz]; bitmask [rows, ceil(cols / 8)]; offsets: rows entries (i64), the index of
 ///            each row's first value.
 ///   csr:     values [nnz]; indices: column of each value (u8, i16 or i32); offsets: rows + 1 row
-///            pointers (i16, i32 or i64).
+///            pointers (u8, i16, i32 or i64).
 /// Bit j of bitmask byte k of a row is column 8k + j. The kernels never read outside these extents,
 /// whatever the index contents (out-of-range offsets and indices are clamped); the result is then
 /// unspecified, so validate untrusted parts first (PackedTensor::from_parts does).
