@@ -13,6 +13,7 @@
 #include "sparsity/core/parametrize.hpp"
 #include "sparsity/core/packed.hpp"
 #include "sparsity/nn/linear.hpp"
+#include "sparsity/nn/sparse_linear.hpp"
 #include "sparsity/nn/conv2d.hpp"
 #include "sparsity/nn/containers.hpp"
 #include "sparsity/sparsifier/utils.hpp"
