@@ -431,10 +431,13 @@ template <class V>
 void sparse_matvec_reference(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
                              int64_t row1, float*) {
   const int64_t parts = sparse_partials(w);
+  // bitmask rows sum by column (partial col % 32); nm, csr and bsr by position in the row.
+  const bool by_column = w.layout == SparseLayout::bitmask;
   for (int64_t i = row0; i < row1; ++i) {
     float p[32] = {};
     for_each_term(w, i, [&](int64_t t, int64_t vi, int64_t col) {
-      p[t % parts] = p[t % parts] + mul_rounded(sparse_value<V>(w.values, vi), x[col]);
+      const int64_t k = (by_column ? col : t) % parts;
+      p[k] = p[k] + mul_rounded(sparse_value<V>(w.values, vi), x[col]);
     });
     for (int64_t h = parts / 2; h >= 1; h /= 2) {
       for (int64_t j = 0; j < h; ++j) p[j] = p[j] + p[j + h];

@@ -832,6 +832,41 @@ TEST(KernelReference, SparseLinearSumsInTheDocumentedOrder) {
   // P = max(1, 32 / 8) = 4: p0 = 1e8 + -1e8 = 0, p1 = p2 = p3 = 1 -> (0 + 1) + (1 + 1) = 3.
   EXPECT_EQ(by[0], 3.0f);
   for (int i = 1; i < 8; ++i) EXPECT_EQ(bits_of(by[i]), 0u) << i;  // +0 sums of +0 products
+  // bitmask sums by column: 1e8 at column 0 and 1 at columns 32, 64, ..., 512 all go to partial 0, in
+  // order, and every +1 rounds away (the f32 spacing at 1e8 is 8): 1e8. (By position in the row they
+  // would fall in partials 0..16 and the pairwise halving would reach 1e8 + 8.) The same row as csr
+  // sums by position: 100000008.
+  std::vector<uint8_t> mbits(65, 0);
+  std::vector<float> mvals{1e8f};
+  for (int c = 0; c <= 512; c += 32) {
+    mbits[static_cast<size_t>(c / 8)] |= static_cast<uint8_t>(1u << (c % 8));
+    if (c > 0) mvals.push_back(1.0f);
+  }
+  const int64_t moff[] = {0};
+  SparseWeight m;
+  m.layout = SparseLayout::bitmask;
+  m.rows = 1;
+  m.cols = 520;
+  m.nnz = 17;
+  m.values = mvals.data();
+  m.bitmask = mbits.data();
+  m.offsets = moff;
+  m.offsets_dtype = DType::i64;
+  std::vector<float> mx(520, 1.0f);
+  float my = 0;
+  ref.sparse_matvec[static_cast<int>(SparseLayout::bitmask)][0](m, mx.data(), nullptr, &my, 0, 1, scratch);
+  EXPECT_EQ(my, 1e8f);
+  std::vector<int16_t> mcols;
+  for (int c = 0; c <= 512; c += 32) mcols.push_back(static_cast<int16_t>(c));
+  const int16_t mptr[] = {0, 17};
+  SparseWeight mc = m;
+  mc.layout = SparseLayout::csr;
+  mc.indices = mcols.data();
+  mc.indices_dtype = DType::i16;
+  mc.offsets = mptr;
+  mc.offsets_dtype = DType::i16;
+  ref.sparse_matvec[static_cast<int>(SparseLayout::csr)][0](mc, mx.data(), nullptr, &my, 0, 1, scratch);
+  EXPECT_EQ(my, 100000008.0f);
 }
 
 // Two tiles of four, L1, two zeros per tile, f32 mask with a pruned element and a -0.0 (pruned too):

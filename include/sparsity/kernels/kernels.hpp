@@ -154,10 +154,12 @@ struct SparseWeight {
 /// i < rows: x is batch x cols with row stride ldx, y batch x rows with row stride ldy (both f32), bias
 /// f32 [rows] or null. Products are rounded to f32 and summed in f32 in a fixed order, so every ISA and
 /// thread count gives the same bits:
-///   t-th stored element of row i (storage order: nm slots, bsr blocks then columns, bitmask / csr
-///   values) -> for batch 1, partial sum t % P (P = 32; bsr with block_rows r > 1: max(block_cols,
-///   32 / r)), each partial summed in order from +0, then halved pairwise (p[j] += p[j + h] for
-///   h = P/2, ..., 1); for batch >= 2, one sum in order from +0; the bias is added last.
+///   batch 1: P partial sums per row, each summed in storage order from +0, then halved pairwise
+///   (p[j] += p[j + h] for h = P/2, ..., 1). bitmask: the element at column c goes to partial c % 32;
+///   nm, csr and bsr: the t-th stored element of the row (nm: slots, padding included; bsr: blocks,
+///   then columns) to partial t % P, P = 32, or max(block_cols, 32 / r) for bsr blocks of r > 1 rows.
+///   batch >= 2: one sum per output in storage order from +0.
+///   The bias is added last.
 /// Rows are split over kernels::num_threads() in fixed pieces; a row's sum is never split.
 ///   sparsity::kernels::sparse_linear(w, x, /*batch=*/8, /*ldx=*/w.cols, bias, y, /*ldy=*/w.rows);
 void sparse_linear(const SparseWeight& w, const float* x, int64_t batch, int64_t ldx, const float* bias,

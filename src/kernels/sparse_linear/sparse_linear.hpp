@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <cstring>
 #include <type_traits>
+#include <utility>
 
 #include "kernels/dispatch.hpp"
 #include "kernels/simd_util.hpp"
@@ -31,6 +32,16 @@ struct SparseLanes {
   }
 
   static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+  /// Bytes ahead of the value, index and mask streams to prefetch: with few loads per instruction the
+  /// out-of-order window alone keeps too few cache lines in flight to reach memory bandwidth.
+  static constexpr int64_t kPrefetchBytes = 4096;
+  /// Prefetches the cache lines kPrefetchBytes ahead of [p, p + bytes) (bytes a multiple of 64, or
+  /// smaller: one line).
+  static void prefetch_ahead(const void* p, int64_t bytes) {
+    const char* q = static_cast<const char*>(p) + kPrefetchBytes;
+    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(q + o);
+  }
   static int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
   static int popcount(uint32_t v) { return __builtin_popcount(v); }
 
@@ -157,22 +168,185 @@ struct SparseLanes {
   };
   static constexpr LeftPackTable kLeftPack{};
 
-  /// Writes x[j] for the set bits j < L of `bits`, in order, to out[0, popcount(bits)); may write up
-  /// to L floats at out.
-  static void left_pack(const float* x, uint32_t bits, float* out) {
+  /// The lanes of x whose bit is set, moved in order to lanes 0, 1, ... (the others unspecified).
+  static BF compress(const BF& x, uint32_t bits) {
     if constexpr (simd::is_avx512<Arch>) {
-      _mm512_storeu_ps(out, _mm512_maskz_compress_ps(static_cast<__mmask16>(bits), _mm512_loadu_ps(x)));
-    } else if constexpr (simd::is_avx<Arch>) {
+      return _mm512_maskz_compress_ps(static_cast<__mmask16>(bits), x);
+    } else {
+      static_assert(simd::is_avx<Arch>, "compress: AVX2 or AVX-512");
       const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
       const __m256i idx = _mm256_and_si256(
           _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(kLeftPack.v[bits & 0xffu])), shifts),
           _mm256_set1_epi32(7));
-      _mm256_storeu_ps(out, _mm256_permutevar8x32_ps(_mm256_loadu_ps(x), idx));
+      return _mm256_permutevar8x32_ps(x, idx);
+    }
+  }
+
+  /// Writes x[j] for the set bits j < L of `bits`, in order, to out[0, popcount(bits)); may write up
+  /// to L floats at out.
+  static void left_pack(const float* x, uint32_t bits, float* out) {
+    if constexpr (simd::is_avx<Arch> || simd::is_avx512<Arch>) {
+      compress(BF::load_unaligned(x), bits).store_unaligned(out);
     } else {
       int k = 0;
       for (int j = 0; j < 4; ++j) {
         if ((bits >> j) & 1u) out[k++] = x[j];
       }
+    }
+  }
+
+  /// Slots 0..L/2-1 of a and then of b (each holding L/2 compressed lanes).
+  static BF join_halves(const BF& a, const BF& b) {
+    if constexpr (simd::is_avx512<Arch>) {
+      return _mm512_shuffle_f32x4(a, b, 0x44);
+    } else {
+      static_assert(simd::is_avx<Arch>, "join_halves: AVX2 or AVX-512");
+      return _mm256_permute2f128_ps(a, b, 0x20);
+    }
+  }
+  /// Slots 0..3 of a, b, c and d (AVX-512: four compressed quarters).
+  static BF join_quarters(const BF& a, const BF& b, const BF& c, const BF& d) {
+    static_assert(simd::is_avx512<Arch>, "join_quarters: AVX-512");
+    const __m512 ab = _mm512_shuffle_f32x4(a, b, 0x00);  // a0 a0 b0 b0
+    const __m512 cd = _mm512_shuffle_f32x4(c, d, 0x00);  // c0 c0 d0 d0
+    return _mm512_shuffle_f32x4(ab, cd, 0x88);           // a0 b0 c0 d0
+  }
+
+  /// Entry n (< 16) of the first half: the lowest set bit of the nibble n; entry 16 + n: its second
+  /// set bit (0 where there is none).
+  struct NibbleTable {
+    int32_t v[32];
+    constexpr NibbleTable() : v() {
+      for (int32_t n = 0; n < 16; ++n) {
+        int32_t k = 0;
+        for (int32_t j = 0; j < 4; ++j) {
+          if ((n >> j) & 1) v[16 * k++ + n] = j;
+          if (k == 2) break;
+        }
+      }
+    }
+  };
+  static constexpr NibbleTable kNibbles{};
+
+  /// AVX-512, 2:4 slots: the inputs of the 16 slots of columns [0, 32) at x, given the 32 mask bits of
+  /// those columns (two set bits per nibble): slot l is column 4 (l / 2) + the first (even l) or second
+  /// (odd l) set bit of nibble l / 2. Two table lookups and a two-source permute, no compress.
+  static BF select_24(const float* x, uint32_t bits) {
+    static_assert(simd::is_avx512<Arch>, "select_24: AVX-512");
+    const __m512i group = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
+    const __m512i parity = _mm512_setr_epi32(0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16);
+    const __m512i nibble = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(bits)), group);
+    const __m512i key = _mm512_ternarylogic_epi32(nibble, _mm512_set1_epi32(0xf), parity, 0xea);  // (a & b) | c
+    const __m512i pos = _mm512_permutex2var_epi32(_mm512_loadu_si512(kNibbles.v), key, _mm512_loadu_si512(kNibbles.v + 16));
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(x), _mm512_add_epi32(pos, group), _mm512_loadu_ps(x + 16));
+  }
+
+  /// The lanes of v summed by pairwise halving: lane j += lane j + h for h = L/2, ..., 1; lane 0.
+  static float halve_lanes(const BF& v) {
+    __m128 s;
+    if constexpr (simd::is_avx512<Arch>) {
+      const __m256 h8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+      s = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+    } else if constexpr (simd::is_avx<Arch>) {
+      s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    } else {
+      s = v;
+    }
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));           // lanes 0, 1: p0 + p2, p1 + p3
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55)));  // p0 + p1
+  }
+
+  /// n < L values at p as f32 lanes (the others 0), reading only those n.
+  template <class V>
+  static BF load_partial(const V* p, int64_t n) {
+    if constexpr (simd::is_avx512<Arch>) {
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+      if constexpr (std::is_same_v<V, float>) {
+        return _mm512_maskz_loadu_ps(m, p);
+      } else {
+        const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+        if constexpr (std::is_same_v<V, BFloat16>) {
+          return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+        } else {
+          return _mm512_cvtph_ps(h);
+        }
+      }
+    } else {
+      V tmp[L] = {};
+      std::memcpy(tmp, p, static_cast<size_t>(n) * sizeof(V));
+      return load(tmp);
+    }
+  }
+
+  using BB = xsimd::batch_bool<float, Arch>;
+
+  /// The lanes whose bit of `bits` is set.
+  static BB lanes_of(uint32_t bits) {
+    if constexpr (simd::is_avx512<Arch>) {
+      return BB(static_cast<__mmask16>(bits));
+    } else if constexpr (simd::is_avx<Arch>) {
+      const __m256i one = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+      const __m256i hit = _mm256_and_si256(_mm256_set1_epi32(static_cast<int>(bits)), one);
+      return BB(_mm256_castsi256_ps(_mm256_cmpeq_epi32(hit, one)));
+    } else {
+      const __m128i one = _mm_setr_epi32(1, 2, 4, 8);
+      const __m128i hit = _mm_and_si128(_mm_set1_epi32(static_cast<int>(bits)), one);
+      return BB(_mm_castsi128_ps(_mm_cmpeq_epi32(hit, one)));
+    }
+  }
+  /// Lanes l < n (0 <= n <= L).
+  static BB lanes_below(int64_t n) { return lanes_of((1u << n) - 1u); }
+
+  /// Lane l of each entry of the expand table: the rank of bit l among the set bits of the byte, i.e. the
+  /// source lane of lane l (4 bits each).
+  struct ExpandTable {
+    uint32_t v[256];
+    constexpr ExpandTable() : v() {
+      for (uint32_t m = 0; m < 256; ++m) {
+        uint32_t packed = 0, k = 0;
+        for (uint32_t j = 0; j < 8; ++j) {
+          if ((m >> j) & 1u) packed |= k++ << (4 * j);
+        }
+        v[m] = packed;
+      }
+    }
+  };
+  static constexpr ExpandTable kExpand{};
+
+  /// The popcount(bits) values at p, as f32, placed in order in the lanes whose bit is set (the other
+  /// lanes are unspecified). Never reads at or past `end`.
+  template <class V>
+  static BF expand(const V* p, uint32_t bits, const V* end) {
+    if constexpr (simd::is_avx512<Arch>) {
+      const __mmask16 m = static_cast<__mmask16>(bits);
+      if constexpr (std::is_same_v<V, float>) {
+        return _mm512_maskz_expandloadu_ps(m, p);
+      } else {
+        const __mmask16 low = static_cast<__mmask16>((1u << popcount(bits)) - 1u);
+        const __m256i h = _mm256_maskz_loadu_epi16(low, p);
+        __m512 f;
+        if constexpr (std::is_same_v<V, BFloat16>) {
+          f = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+        } else {
+          f = _mm512_cvtph_ps(h);
+        }
+        return _mm512_maskz_expand_ps(m, f);
+      }
+    } else {
+      static_assert(simd::is_avx<Arch>, "expand: AVX2 or AVX-512");
+      BF v;
+      if (end - p >= L) {
+        v = load(p);
+      } else {
+        V tmp[L] = {};
+        std::memcpy(tmp, p, static_cast<size_t>(end - p) * sizeof(V));
+        v = load(tmp);
+      }
+      const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+      const __m256i idx = _mm256_and_si256(
+          _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(kExpand.v[bits & 0xffu])), shifts),
+          _mm256_set1_epi32(7));
+      return _mm256_permutevar8x32_ps(v, idx);
     }
   }
 
@@ -233,9 +407,9 @@ struct SparseLanes {
 };
 
 /// Sparse-linear kernels of one ISA (the order they reproduce is documented at kernels::sparse_linear).
-/// Batch 1: the row's values are multiplied lane by lane with the matching inputs, gathered into
-/// 32-element cycles (nm and bitmask: the selected inputs left-packed once per row; csr: gathered; bsr:
-/// runs of the block's columns), into 32 / L accumulators = the 32 partial sums. Batch >= 2: lanes are
+/// Batch 1: 32 / L accumulators hold the 32 partial sums. nm and bitmask go L columns at a time, the
+/// chunk's values expanded into the lanes of their columns; csr and bsr go L stored values at a time,
+/// with the inputs gathered (csr) or loaded as runs of the blocks' columns (bsr). Batch >= 2: lanes are
 /// batch columns of the transposed input; each stored value is broadcast and multiplied with one input
 /// row (up to 4 vectors of lanes per pass; blocks of r > 1 rows reuse the input row r times).
 template <class Arch>
@@ -251,6 +425,17 @@ struct SparseLinear {
   /// Sets the sparse_matvec / sparse_matmul entries of `table`.
   static void fill(KernelTable& table);
 
+  /// f(std::integral_constant<int64_t, k>{}) for k = 0 .. N - 1, unrolled (so accumulator indices are
+  /// constants and the accumulators stay in registers).
+  template <int64_t N, class F>
+  static void unroll(F&& f) {
+    unroll_impl(f, std::make_integer_sequence<int64_t, N>{});
+  }
+  template <class F, int64_t... K>
+  static void unroll_impl(F& f, std::integer_sequence<int64_t, K...>) {
+    (f(std::integral_constant<int64_t, K>{}), ...);
+  }
+
   // ---- shared pieces --------------------------------------------------------------------------------
 
   /// Calls f(I{}) with the C++ type of an index part (u8, i16 or i32).
@@ -265,18 +450,38 @@ struct SparseLinear {
     }
   }
 
-  /// Adds values[t] * xv(t) (t < count) into the 32 partial sums p[t % 32] (p is overwritten: it starts
-  /// at +0). xv(t) gives the L inputs of terms t.. t + L (t a multiple of L), xs(t) one input.
-  template <class V, class XV, class XS>
-  static void dot(const V* values, int64_t count, XV&& xv, XS&& xs, float* p) {
+  /// The pairwise sum of the 32 partial sums held by acc[kAccs] (partial a L + l in lane l of acc[a]):
+  /// p[j] += p[j + h] for h = 16, ..., 1, as the reference halves them.
+  static float reduce(BF* acc) {
+    for (int64_t h = kAccs / 2; h >= 1; h /= 2) {
+      for (int64_t a = 0; a < h; ++a) acc[a] = acc[a] + acc[a + h];
+    }
+    return S::halve_lanes(acc[0]);
+  }
+
+  /// The 32-partial dot product of values[0, count) with inputs xv(t, valid) (the L inputs of terms
+  /// t .. t + L, of which the first `valid` are used: xv must not read beyond them). Term t goes to
+  /// partial t % 32; the last, partial cycle is done with masked lanes.
+  template <class V, class XV>
+  static float dot(const V* values, int64_t count, XV&& xv) {
     BF acc[kAccs];
     for (int64_t a = 0; a < kAccs; ++a) acc[a] = BF(0.0f);
     int64_t t = 0;
     for (; t + kParts <= count; t += kParts) {
-      for (int64_t a = 0; a < kAccs; ++a) acc[a] = acc[a] + S::mul(S::load(values + t + a * L), xv(t + a * L));
+      S::prefetch_ahead(values + t, kParts * static_cast<int64_t>(sizeof(V)));
+      unroll<kAccs>([&](auto a) { acc[a] = acc[a] + S::mul(S::load(values + t + a * L), xv(t + a * L, L)); });
     }
-    for (int64_t a = 0; a < kAccs; ++a) acc[a].store_unaligned(p + a * L);
-    for (; t < count; ++t) p[t % kParts] = p[t % kParts] + S::mul(S::value(values + t), xs(t));
+    const int64_t rem = count - t;
+    if (rem > 0) {
+      unroll<kAccs>([&](auto a) {
+        const int64_t base = a * L;
+        if (base >= rem) return;
+        const int64_t valid = S::imin(L, rem - base);
+        const BF v = valid == L ? S::load(values + t + base) : S::load_partial(values + t + base, valid);
+        acc[a] = xsimd::select(S::lanes_below(valid), acc[a] + S::mul(v, xv(t + base, valid)), acc[a]);
+      });
+    }
+    return reduce(acc);
   }
 
   /// The pairwise sum of p[0, parts), plus the bias.
@@ -306,82 +511,231 @@ struct SparseLinear {
     return k;
   }
 
+  /// The 64 bits of a bitmask row for columns [c, c + 64), zero past `cols` (reads no byte past the row).
+  static uint64_t word_at(const uint8_t* row, int64_t c, int64_t cols) {
+    uint64_t w = 0;
+    if (c + 64 <= cols) {
+      std::memcpy(&w, row + c / 8, 8);
+      return w;
+    }
+    std::memcpy(&w, row + c / 8, static_cast<size_t>((cols - c + 7) / 8));
+    return w & ((uint64_t{1} << (cols - c)) - 1);
+  }
+
   // ---- batch 1 --------------------------------------------------------------------------------------
 
-  /// nm and bitmask: the inputs the row's bits select, left-packed, times the row's values.
+  /// nm: slots in order (partial t % 32). When every L columns hold exactly L/2 (AVX2, AVX-512) or
+  /// L/4 (AVX-512) slots, the inputs are compressed in registers, two or four chunks making one vector
+  /// of slots; otherwise they are left-packed into `scratch` first.
   template <class V>
-  static void matvec_bits(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
-                          int64_t row1, float* scratch) {
+  static void matvec_nm(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
+                        int64_t row1, float* scratch) {
     const V* values = static_cast<const V*>(w.values);
-    const int64_t row_bytes = (w.cols + 7) / 8;
-    const bool nm = w.layout == SparseLayout::nm;
-    const int64_t slots = nm ? w.cols / w.m * w.n : 0;
-    float* xs = scratch;
+    const int64_t cols = w.cols, row_bytes = (cols + 7) / 8, slots = cols / w.m * w.n;
+    // Slots per L columns, when whole groups fill a chunk (m <= L).
+    const int64_t per_chunk = w.m <= L ? w.n * L / w.m : 0;
     for (int64_t i = row0; i < row1; ++i) {
-      const int64_t kept = pack_row(x, w.bitmask + i * row_bytes, w.cols, xs);
-      int64_t start, count;
-      if (nm) {
-        start = i * slots;
-        count = S::imin(kept, slots);
-      } else {
-        start = S::clamp(S::index_at(w.offsets, DType::i64, i), 0, w.nnz);
-        count = S::imin(kept, w.nnz - start);
+      const uint8_t* row = w.bitmask + i * row_bytes;
+      const V* vals = values + i * slots;
+      float sum;
+      if constexpr (L == 16) {
+        if (w.n == 2 && w.m == 4) {
+          sum = nm_compressed<V, 2, true>(vals, row, cols, slots, x);
+          y[i] = bias != nullptr ? sum + bias[i] : sum;
+          continue;
+        }
       }
-      alignas(64) float p[kParts];
-      dot(values + start, count, [&](int64_t t) { return BF::load_unaligned(xs + t); },
-          [&](int64_t t) { return xs[t]; }, p);
-      y[i] = finish(p, kParts, bias, i);
+      if constexpr (L >= 8) {
+        if (per_chunk == L / 2) {
+          sum = nm_compressed<V, 2>(vals, row, cols, slots, x);
+          y[i] = bias != nullptr ? sum + bias[i] : sum;
+          continue;
+        }
+      }
+      if constexpr (L == 16) {
+        if (per_chunk == L / 4) {
+          sum = nm_compressed<V, 4>(vals, row, cols, slots, x);
+          y[i] = bias != nullptr ? sum + bias[i] : sum;
+          continue;
+        }
+      }
+      const int64_t kept = pack_row(x, row, cols, scratch);
+      sum = dot(vals, S::imin(kept, slots), [&](int64_t t, int64_t) { return BF::load_unaligned(scratch + t); });
+      y[i] = bias != nullptr ? sum + bias[i] : sum;
     }
+  }
+
+  /// One nm row whose every L columns hold L / K slots: K compressed chunks make a vector of L slots.
+  /// The slots after the last whole group of K chunks are added in scalar code.
+  template <class V, int K, bool TwoOfFour = false>
+  static float nm_compressed(const V* vals, const uint8_t* row, int64_t cols, int64_t slots, const float* x) {
+    constexpr int64_t kSpan = K * L;  // columns per vector of slots
+    BF acc[kAccs];
+    for (int64_t a = 0; a < kAccs; ++a) acc[a] = BF(0.0f);
+    auto vector_at = [&](int64_t c) {
+      if constexpr (TwoOfFour) {
+        uint32_t bits;
+        std::memcpy(&bits, row + c / 8, 4);
+        return S::select_24(x + c, bits);
+      }
+      const uint64_t bits = word_at(row, c, cols);  // kSpan <= 64 columns
+      BF part[K];
+      for (int k = 0; k < K; ++k) {
+        const uint32_t m = static_cast<uint32_t>(bits >> (k * L)) & ((1u << L) - 1u);
+        part[k] = S::compress(BF::load_unaligned(x + c + k * L), m);
+      }
+      if constexpr (K == 2) {
+        return S::join_halves(part[0], part[1]);
+      } else {
+        return S::join_quarters(part[0], part[1], part[2], part[3]);
+      }
+    };
+    int64_t c = 0, t = 0;
+    for (; c + kAccs * kSpan <= cols; c += kAccs * kSpan, t += kParts) {
+      S::prefetch_ahead(vals + t, kParts * static_cast<int64_t>(sizeof(V)));
+      if (c % 512 == 0) S::prefetch_ahead(row + c / 8, 64);
+      for (int64_t a = 0; a < kAccs; ++a) acc[a] = acc[a] + S::mul(S::load(vals + t + a * L), vector_at(c + a * kSpan));
+    }
+    alignas(64) float p[kParts];
+    for (int64_t a = 0; a < kAccs; ++a) acc[a].store_aligned(p + a * L);
+    // The rest: slot t at the t-th set bit from column c on.
+    for (; c < cols && t < slots; c += 64) {
+      for (uint64_t b = word_at(row, c, cols); b != 0 && t < slots; b &= b - 1, ++t) {
+        p[t % kParts] = p[t % kParts] + S::mul(S::value(vals + t), x[c + __builtin_ctzll(b)]);
+      }
+    }
+    return finish(p, kParts, nullptr, 0);
+  }
+
+  /// bitmask: L columns at a time, the chunk's stored values expanded into the lanes of their columns
+  /// and multiplied with the inputs there; only those lanes are added (partial = column % 32). A row
+  /// with more set bits than values left takes its first ones only.
+  template <class V>
+  static void matvec_bitmask(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
+                             int64_t row1, float*) {
+    const V* values = static_cast<const V*>(w.values);
+    const V* end = values + w.nnz;
+    const int64_t cols = w.cols, row_bytes = (cols + 7) / 8;
+    for (int64_t i = row0; i < row1; ++i) {
+      const uint8_t* row = w.bitmask + i * row_bytes;
+      const V* vals = values + S::clamp(S::index_at(w.offsets, DType::i64, i), 0, w.nnz);
+      float sum;
+      if constexpr (L == 4) {
+        sum = bits_scalar(vals, end, row, cols, x);
+      } else {
+        sum = bits_simd(vals, end, row, cols, x);
+      }
+      y[i] = bias != nullptr ? sum + bias[i] : sum;
+    }
+  }
+
+  /// The lowest n set bits of m (only for rows with more set bits than values: out of the hot loop).
+  __attribute__((noinline, cold)) static uint32_t first_bits(uint32_t m, int64_t n) {
+    uint32_t keep = 0;
+    for (int64_t k = 0; k < n && m != 0; ++k, m &= m - 1) keep |= m & (0u - m);
+    return keep;
+  }
+
+  template <class V>
+  static float bits_simd(const V* vals, const V* end, const uint8_t* row, int64_t cols, const float* x) {
+    BF acc[kAccs];
+    for (int64_t a = 0; a < kAccs; ++a) acc[a] = BF(0.0f);
+    auto chunk = [&](BF& a, uint32_t m, const BF& xv) {
+      if (S::popcount(m) > end - vals) m = first_bits(m, end - vals);  // more bits than values left
+      const BF v = S::expand(vals, m, end);
+      a = xsimd::select(S::lanes_of(m), a + S::mul(v, xv), a);
+      vals += S::popcount(m);
+    };
+    constexpr int64_t kWordChunks = 64 / L;
+    int64_t c = 0;
+    for (; c + 64 <= cols; c += 64) {
+      S::prefetch_ahead(vals, 64 * static_cast<int64_t>(sizeof(V)));
+      if (c % 512 == 0) S::prefetch_ahead(row + c / 8, 64);
+      uint64_t bits;
+      std::memcpy(&bits, row + c / 8, 8);
+      unroll<kWordChunks>([&](auto k) {
+        chunk(acc[k % kAccs], static_cast<uint32_t>(bits >> (k * L)) & ((1u << L) - 1u), BF::load_unaligned(x + c + k * L));
+      });
+    }
+    if (c < cols) {
+      const uint64_t bits = word_at(row, c, cols);
+      unroll<kWordChunks>([&](auto k) {
+        const int64_t cc = c + k * L;
+        if (cc >= cols) return;
+        alignas(64) float xt[L] = {};
+        std::memcpy(xt, x + cc, static_cast<size_t>(S::imin(L, cols - cc)) * sizeof(float));
+        chunk(acc[k % kAccs], static_cast<uint32_t>(bits >> (k * L)) & ((1u << L) - 1u), BF::load_aligned(xt));
+      });
+    }
+    return reduce(acc);
+  }
+
+  /// One bitmask row in scalar code (partial = column % 32).
+  template <class V>
+  static float bits_scalar(const V* vals, const V* end, const uint8_t* row, int64_t cols, const float* x) {
+    float p[kParts] = {};
+    for (int64_t c = 0; c < cols && vals < end; ++c) {
+      if ((row[c / 8] >> (c % 8)) & 1u) p[c % kParts] = p[c % kParts] + S::mul(S::value(vals++), x[c]);
+    }
+    return finish(p, kParts, nullptr, 0);
   }
 
   template <class V>
   static void matvec_csr(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
                          int64_t row1, float*) {
     const V* values = static_cast<const V*>(w.values);
-    const int64_t last = w.cols - 1;
+    const uint32_t last = static_cast<uint32_t>(w.cols - 1);
     with_index(w.indices_dtype, [&](auto tag) {
       using I = decltype(tag);
       const I* idx = static_cast<const I*>(w.indices);
       for (int64_t i = row0; i < row1; ++i) {
         const int64_t start = S::clamp(S::index_at(w.offsets, w.offsets_dtype, i), 0, w.nnz);
         const int64_t end = S::clamp(S::index_at(w.offsets, w.offsets_dtype, i + 1), start, w.nnz);
-        alignas(64) float p[kParts];
-        dot(values + start, end - start,
-            [&](int64_t t) { return S::gather(x, S::load_columns(idx + start + t, static_cast<uint32_t>(last))); },
-            [&](int64_t t) { return x[S::column(idx, start + t, last)]; }, p);
-        y[i] = finish(p, kParts, bias, i);
+        const float sum = dot(values + start, end - start, [&](int64_t t, int64_t valid) {
+          if (valid == L) {
+            if ((t * static_cast<int64_t>(sizeof(I))) % 64 == 0) S::prefetch_ahead(idx + start + t, 64);
+            return S::gather(x, S::load_columns(idx + start + t, last));
+          }
+          I tmp[L] = {};
+          std::memcpy(tmp, idx + start + t, static_cast<size_t>(valid) * sizeof(I));
+          return S::gather(x, S::load_columns(tmp, last));
+        });
+        y[i] = bias != nullptr ? sum + bias[i] : sum;
       }
     });
   }
 
-  /// bsr with one-row blocks: a row's values are its blocks one after the other.
-  template <class V, class I>
+  /// bsr with one-row blocks of C columns: a row's values are its blocks one after the other.
+  template <class V, class I, int64_t C>
   static void matvec_bsr_rows(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
                               int64_t row1) {
     const V* values = static_cast<const V*>(w.values);
     const I* idx = static_cast<const I*>(w.indices);
-    const int64_t c = w.block_cols, blocks = w.nnz / c, last = w.cols / c - 1;
+    const int64_t blocks = w.nnz / C, last = w.cols / C - 1;
     for (int64_t i = row0; i < row1; ++i) {
       const int64_t start = S::clamp(S::index_at(w.offsets, w.offsets_dtype, i), 0, blocks);
       const int64_t end = S::clamp(S::index_at(w.offsets, w.offsets_dtype, i + 1), start, blocks);
-      auto xs = [&](int64_t t) { return x[S::column(idx, start + t / c, last) * c + t % c]; };
-      auto xv = [&](int64_t t) -> BF {
-        if (c >= L) return BF::load_unaligned(x + S::column(idx, start + t / c, last) * c + t % c);
-        int64_t starts[L];
-        for (int64_t j = 0; j < L / c; ++j) starts[j] = S::column(idx, start + t / c + j, last) * c;
-        if constexpr (L >= 8) {
-          if (c == 4) return S::template concat<4>(x, starts);
+      // Inputs of terms t .. t + L: runs of C columns of the blocks there (valid lanes cover whole blocks;
+      // the runs of missing blocks repeat the first one).
+      auto xv = [&](int64_t t, int64_t valid) -> BF {
+        if constexpr (C >= L) {
+          return BF::load_unaligned(x + S::column(idx, start + t / C, last) * C + t % C);
+        } else {
+          constexpr int64_t kRuns = L / C;
+          const int64_t nb = (valid + C - 1) / C;
+          int64_t starts[kRuns];
+          for (int64_t j = 0; j < kRuns; ++j) starts[j] = S::column(idx, start + t / C + (j < nb ? j : 0), last) * C;
+          if constexpr (C == 4 || (C == 8 && L == 16)) {
+            return S::template concat<C>(x, starts);
+          } else {
+            alignas(64) uint32_t lane_idx[L];
+            for (int64_t l = 0; l < L; ++l) lane_idx[l] = static_cast<uint32_t>(starts[l / C] + l % C);
+            return S::gather(x, BU::load_aligned(lane_idx));
+          }
         }
-        if constexpr (L == 16) {
-          if (c == 8) return S::template concat<8>(x, starts);
-        }
-        alignas(64) uint32_t lane_idx[L];
-        for (int64_t l = 0; l < L; ++l) lane_idx[l] = static_cast<uint32_t>(starts[l / c] + l % c);
-        return S::gather(x, BU::load_aligned(lane_idx));
       };
-      alignas(64) float p[kParts];
-      dot(values + start * c, (end - start) * c, xv, xs, p);
-      y[i] = finish(p, kParts, bias, i);
+      const float sum = dot(values + start * C, (end - start) * C, xv);
+      y[i] = bias != nullptr ? sum + bias[i] : sum;
     }
   }
 
@@ -435,7 +789,13 @@ struct SparseLinear {
     with_index(w.indices_dtype, [&](auto tag) {
       using I = decltype(tag);
       if (w.block_rows == 1) {
-        matvec_bsr_rows<V, I>(w, x, bias, y, row0, row1);
+        switch (w.block_cols) {
+          case 1: matvec_bsr_rows<V, I, 1>(w, x, bias, y, row0, row1); break;
+          case 2: matvec_bsr_rows<V, I, 2>(w, x, bias, y, row0, row1); break;
+          case 4: matvec_bsr_rows<V, I, 4>(w, x, bias, y, row0, row1); break;
+          case 8: matvec_bsr_rows<V, I, 8>(w, x, bias, y, row0, row1); break;
+          default: matvec_bsr_rows<V, I, 16>(w, x, bias, y, row0, row1); break;
+        }
       } else {
         matvec_bsr_blocks<V, I>(w, x, bias, y, row0, row1);
       }
@@ -641,8 +1001,8 @@ struct SparseLinear {
  private:
   template <class V>
   static void set(KernelTable& t, int vi) {
-    t.sparse_matvec[static_cast<int>(SparseLayout::nm)][vi] = &matvec_bits<V>;
-    t.sparse_matvec[static_cast<int>(SparseLayout::bitmask)][vi] = &matvec_bits<V>;
+    t.sparse_matvec[static_cast<int>(SparseLayout::nm)][vi] = &matvec_nm<V>;
+    t.sparse_matvec[static_cast<int>(SparseLayout::bitmask)][vi] = &matvec_bitmask<V>;
     t.sparse_matvec[static_cast<int>(SparseLayout::csr)][vi] = &matvec_csr<V>;
     t.sparse_matvec[static_cast<int>(SparseLayout::bsr)][vi] = &matvec_bsr<V>;
     t.sparse_matmul[static_cast<int>(SparseLayout::nm)][vi] = &matmul_bits<V>;
