@@ -640,8 +640,9 @@ struct SparseLinear {
   static float bits_simd(const V* vals, const V* end, const uint8_t* row, int64_t cols, const float* x) {
     BF acc[kAccs];
     for (int64_t a = 0; a < kAccs; ++a) acc[a] = BF(0.0f);
-    auto chunk = [&](BF& a, uint32_t m, const BF& xv) {
-      if (S::popcount(m) > end - vals) m = first_bits(m, end - vals);  // more bits than values left
+    // A chunk's values; `guarded` when fewer than 64 values are left (a row may claim more than exist).
+    auto chunk = [&](BF& a, uint32_t m, const BF& xv, bool guarded) {
+      if (guarded && S::popcount(m) > end - vals) m = first_bits(m, end - vals);
       const BF v = S::expand(vals, m, end);
       a = xsimd::select(S::lanes_of(m), a + S::mul(v, xv), a);
       vals += S::popcount(m);
@@ -653,8 +654,10 @@ struct SparseLinear {
       if (c % 512 == 0) S::prefetch_ahead(row + c / 8, 64);
       uint64_t bits;
       std::memcpy(&bits, row + c / 8, 8);
+      const bool guarded = end - vals < 64;
       unroll<kWordChunks>([&](auto k) {
-        chunk(acc[k % kAccs], static_cast<uint32_t>(bits >> (k * L)) & ((1u << L) - 1u), BF::load_unaligned(x + c + k * L));
+        chunk(acc[k % kAccs], static_cast<uint32_t>(bits >> (k * L)) & ((1u << L) - 1u), BF::load_unaligned(x + c + k * L),
+              guarded);
       });
     }
     if (c < cols) {
@@ -664,7 +667,7 @@ struct SparseLinear {
         if (cc >= cols) return;
         alignas(64) float xt[L] = {};
         std::memcpy(xt, x + cc, static_cast<size_t>(S::imin(L, cols - cc)) * sizeof(float));
-        chunk(acc[k % kAccs], static_cast<uint32_t>(bits >> (k * L)) & ((1u << L) - 1u), BF::load_aligned(xt));
+        chunk(acc[k % kAccs], static_cast<uint32_t>(bits >> (k * L)) & ((1u << L) - 1u), BF::load_aligned(xt), true);
       });
     }
     return reduce(acc);
