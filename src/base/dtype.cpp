@@ -15,6 +15,7 @@ const char* to_string(DType t) noexcept {
     case DType::bool_: return "bool";
     case DType::u8: return "u8";
     case DType::i8: return "i8";
+    case DType::i16: return "i16";
     case DType::i32: return "i32";
     case DType::i64: return "i64";
   }
@@ -23,7 +24,7 @@ const char* to_string(DType t) noexcept {
 
 DType dtype_from_string(std::string_view name) {
   for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::bool_, DType::u8, DType::i8,
-                  DType::i32, DType::i64}) {
+                  DType::i16, DType::i32, DType::i64}) {
     if (name == to_string(t)) return t;
   }
   SPARSITY_FAIL(InvalidArgument, "unknown dtype ", ::sparsity::detail::quote(name), "");

@@ -58,6 +58,29 @@ using FlatScoresFn = void (*)(const void* w, const void* mask, size_t n, int64_t
 using FlatMaskFn = void (*)(const uint32_t* keys, size_t n, int64_t bc, uint32_t threshold, size_t cut,
                             const uint8_t* pruned_bits, uint8_t* bits);
 
+/// Index of a sparse-linear value dtype in the per-dtype tables: f32, f16, bf16.
+inline int sparse_value_index(DType t) { return t == DType::f32 ? 0 : t == DType::f16 ? 1 : 2; }
+/// Partial sums per row of the batch-1 sparse-linear order: 32, or max(block_cols, 32 / block_rows) for
+/// bsr blocks of more than one row (every value <= 32).
+inline int64_t sparse_partials(const SparseWeight& w) {
+  if (w.layout != SparseLayout::bsr || w.block_rows == 1) return 32;
+  return w.block_cols > 32 / w.block_rows ? w.block_cols : 32 / w.block_rows;
+}
+/// Floats of scratch a sparse-linear call needs per thread (ldxt = 0 for batch 1).
+inline size_t sparse_scratch_floats(const SparseWeight& w, int64_t ldxt) {
+  return static_cast<size_t>(w.cols + 16 * ldxt + 1024);
+}
+/// Batch-1 sparse linear over rows [row0, row1) (multiples of block_rows): y[i] in the order of
+/// sparse_linear. `scratch` holds sparse_scratch_floats(w, 0) floats, 64-byte aligned.
+using SparseMatvecFn = void (*)(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
+                                int64_t row1, float* scratch);
+/// Batched sparse linear over rows [row0, row1) (multiples of block_rows). `xt` is the input transposed:
+/// cols x ldxt floats, 64-byte aligned, ldxt a multiple of 16 >= batch (lanes from batch on are ignored);
+/// y[b * ldy + i] for b < batch. `scratch` holds sparse_scratch_floats(w, ldxt) floats, 64-byte aligned.
+using SparseMatmulFn = void (*)(const SparseWeight& w, const float* xt, int64_t ldxt, int64_t batch,
+                                const float* bias, float* y, int64_t ldy, int64_t row0, int64_t row1,
+                                float* scratch);
+
 /// Every kernel entry of one ISA. Entries an ISA does not specialise keep the scalar reference.
 struct KernelTable {
   Isa isa = Isa::scalar;
@@ -77,6 +100,8 @@ struct KernelTable {
   MaskToBytesFn mask_to_bytes[4] = {};
   FlatScoresFn flat_scores[2] = {};  // f32 mask, byte mask
   FlatMaskFn flat_mask = nullptr;
+  SparseMatvecFn sparse_matvec[4][3] = {};  // SparseLayout (nm, bsr, bitmask, csr) x value dtype (f32, f16, bf16)
+  SparseMatmulFn sparse_matmul[4][3] = {};
 };
 
 /// The table of `isa` (compiled in and supported, else FailedPrecondition naming it).

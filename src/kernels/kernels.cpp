@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "kernels/dispatch.hpp"
+#include "base/scratch.hpp"
 #include "kernels/fused.hpp"
 #include "sparsity/base/error.hpp"
 
@@ -298,6 +299,138 @@ void flat_tile_mask(const uint32_t* keys, size_t n, int64_t bc, KeyThreshold<uin
   const size_t tiles = n / static_cast<size_t>(bc);
   const size_t cut = threshold.cut > tile0 ? std::min(threshold.cut - tile0, tiles) : 0;
   active_table().flat_mask(keys, n, bc, threshold.key, cut, pruned_bits, bits);
+}
+
+// ---- sparse linear ---------------------------------------------------------------------------------------
+
+namespace {
+
+bool is_block_size(int64_t b) { return b == 1 || b == 2 || b == 4 || b == 8 || b == 16; }
+
+const char* layout_name(SparseLayout layout) {
+  switch (layout) {
+    case SparseLayout::nm: return "nm";
+    case SparseLayout::bsr: return "bsr";
+    case SparseLayout::bitmask: return "bitmask";
+    case SparseLayout::csr: return "csr";
+  }
+  return "?";
+}
+
+// The O(1) consistency of a SparseWeight: sizes, parameters, dtypes and pointers (never the contents).
+void check_sparse_weight(const SparseWeight& w) {
+  const char* name = layout_name(w.layout);
+  SPARSITY_CHECK(w.layout == SparseLayout::nm || w.layout == SparseLayout::bsr || w.layout == SparseLayout::bitmask ||
+                     w.layout == SparseLayout::csr,
+                 InvalidArgument, "sparse_linear: unknown layout ", static_cast<int>(w.layout));
+  SPARSITY_CHECK(w.dtype == DType::f32 || w.dtype == DType::f16 || w.dtype == DType::bf16, InvalidArgument,
+                 "sparse_linear (", name, "): values must be f32, f16 or bf16, got ", to_string(w.dtype));
+  SPARSITY_CHECK(w.rows >= 0 && w.cols >= 0 && w.nnz >= 0, InvalidArgument, "sparse_linear (", name,
+                 "): negative size: rows ", w.rows, ", cols ", w.cols, ", nnz ", w.nnz);
+  SPARSITY_CHECK(w.cols <= (int64_t{1} << 31) - 1, OutOfRange, "sparse_linear (", name, "): ", w.cols,
+                 " columns exceed the 32-bit column range");
+  const int64_t rows_cols = w.rows * w.cols;
+  switch (w.layout) {
+    case SparseLayout::nm:
+      SPARSITY_CHECK((w.m == 4 || w.m == 8 || w.m == 16) && w.n >= 1 && w.n < w.m, InvalidArgument,
+                     "sparse_linear (nm): n:m = ", w.n, ":", w.m, " (m must be 4, 8 or 16 and 1 <= n < m)");
+      SPARSITY_CHECK(w.cols % w.m == 0, InvalidArgument, "sparse_linear (nm): ", w.cols,
+                     " columns are not a multiple of m = ", w.m);
+      SPARSITY_CHECK(w.nnz == w.rows * (w.cols / w.m) * w.n, InvalidArgument, "sparse_linear (nm): nnz ", w.nnz,
+                     " != rows * cols / m * n = ", w.rows * (w.cols / w.m) * w.n);
+      break;
+    case SparseLayout::bsr:
+      SPARSITY_CHECK(is_block_size(w.block_rows) && is_block_size(w.block_cols), InvalidArgument,
+                     "sparse_linear (bsr): block ", w.block_rows, "x", w.block_cols,
+                     " (each side must be 1, 2, 4, 8 or 16)");
+      SPARSITY_CHECK(w.rows % w.block_rows == 0 && w.cols % w.block_cols == 0, InvalidArgument,
+                     "sparse_linear (bsr): blocks ", w.block_rows, "x", w.block_cols, " do not tile ", w.rows, "x",
+                     w.cols);
+      SPARSITY_CHECK(w.nnz % (w.block_rows * w.block_cols) == 0, InvalidArgument, "sparse_linear (bsr): nnz ",
+                     w.nnz, " is not a whole number of ", w.block_rows, "x", w.block_cols, " blocks");
+      break;
+    case SparseLayout::bitmask:
+      SPARSITY_CHECK(w.offsets_dtype == DType::i64, InvalidArgument,
+                     "sparse_linear (bitmask): row offsets must be i64, got ", to_string(w.offsets_dtype));
+      break;
+    case SparseLayout::csr: break;
+  }
+  SPARSITY_CHECK(w.nnz <= rows_cols, InvalidArgument, "sparse_linear (", name, "): nnz ", w.nnz,
+                 " exceeds rows * cols = ", rows_cols);
+  if (w.layout == SparseLayout::csr || w.layout == SparseLayout::bsr) {
+    SPARSITY_CHECK(w.indices_dtype == DType::u8 || w.indices_dtype == DType::i16 || w.indices_dtype == DType::i32,
+                   InvalidArgument, "sparse_linear (", name, "): column indices must be u8, i16 or i32, got ",
+                   to_string(w.indices_dtype));
+    SPARSITY_CHECK(w.offsets_dtype == DType::u8 || w.offsets_dtype == DType::i16 || w.offsets_dtype == DType::i32 ||
+                       w.offsets_dtype == DType::i64,
+                   InvalidArgument, "sparse_linear (", name, "): row offsets must be u8, i16, i32 or i64, got ",
+                   to_string(w.offsets_dtype));
+    SPARSITY_CHECK(w.rows == 0 || w.offsets != nullptr, InvalidArgument, "sparse_linear (", name, "): null offsets");
+    SPARSITY_CHECK(w.nnz == 0 || w.indices != nullptr, InvalidArgument, "sparse_linear (", name, "): null indices");
+  } else {
+    SPARSITY_CHECK(rows_cols == 0 || w.bitmask != nullptr, InvalidArgument, "sparse_linear (", name,
+                   "): null bitmask");
+    SPARSITY_CHECK(w.layout != SparseLayout::bitmask || w.rows == 0 || w.offsets != nullptr, InvalidArgument,
+                   "sparse_linear (bitmask): null row offsets");
+  }
+  SPARSITY_CHECK(w.nnz == 0 || w.values != nullptr, InvalidArgument, "sparse_linear (", name, "): null values");
+}
+
+// x (batch x cols, row stride ldx) -> xt (cols x ldxt), lanes from batch on set to 0.
+void transpose_input(const float* x, int64_t batch, int64_t ldx, int64_t cols, float* xt, int64_t ldxt) {
+  parallel_for(cols, ldxt, 16, [&](int64_t c0, int64_t c1) {
+    constexpr int64_t kBlock = 16;
+    for (int64_t cb = c0; cb < c1; cb += kBlock) {
+      const int64_t ce = std::min(c1, cb + kBlock);
+      for (int64_t b = 0; b < batch; ++b) {
+        const float* src = x + b * ldx;
+        for (int64_t c = cb; c < ce; ++c) xt[c * ldxt + b] = src[c];
+      }
+      for (int64_t c = cb; c < ce; ++c) std::fill(xt + c * ldxt + batch, xt + (c + 1) * ldxt, 0.0f);
+    }
+  });
+}
+
+float* aligned64(float* p) {
+  return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 63) / 64 * 64);
+}
+
+}  // namespace
+
+void sparse_linear(const SparseWeight& w, const float* x, int64_t batch, int64_t ldx, const float* bias,
+                   float* y, int64_t ldy) {
+  check_sparse_weight(w);
+  SPARSITY_CHECK(batch >= 0, InvalidArgument, "sparse_linear: negative batch ", batch);
+  if (batch == 0 || w.rows == 0) return;
+  SPARSITY_CHECK(batch == 1 || ldx >= w.cols, InvalidArgument, "sparse_linear: input row stride ", ldx,
+                 " is smaller than ", w.cols, " columns");
+  SPARSITY_CHECK(batch == 1 || ldy >= w.rows, InvalidArgument, "sparse_linear: output row stride ", ldy,
+                 " is smaller than ", w.rows, " rows");
+  SPARSITY_CHECK(x != nullptr || w.cols == 0, InvalidArgument, "sparse_linear: null input");
+  SPARSITY_CHECK(y != nullptr, InvalidArgument, "sparse_linear: null output");
+  const KernelTable& table = active_table();
+  const int li = static_cast<int>(w.layout), vi = sparse_value_index(w.dtype);
+  const int64_t unit = w.layout == SparseLayout::bsr ? w.block_rows : 1;
+  const int64_t units = w.rows / unit;
+  // Work of one unit of rows, in multiply-adds, for the decision to use threads at all.
+  const int64_t work = std::max<int64_t>(1, w.nnz / units + w.cols / 8) * batch;
+  if (batch == 1) {
+    const SparseMatvecFn fn = table.sparse_matvec[li][vi];
+    parallel_for(units, work, 1, [&](int64_t b, int64_t e) {
+      thread_local detail::Scratch<float> scratch;
+      fn(w, x, bias, y, b * unit, e * unit, aligned64(scratch.get(sparse_scratch_floats(w, 0) + 16)));
+    });
+    return;
+  }
+  const int64_t ldxt = (batch + 15) / 16 * 16;
+  thread_local detail::Scratch<float> xt_buffer;
+  float* xt = aligned64(xt_buffer.get(static_cast<size_t>(w.cols * ldxt + 16)));
+  transpose_input(x, batch, ldx, w.cols, xt, ldxt);
+  const SparseMatmulFn fn = table.sparse_matmul[li][vi];
+  parallel_for(units, work, 1, [&](int64_t b, int64_t e) {
+    thread_local detail::Scratch<float> scratch;
+    fn(w, xt, ldxt, batch, bias, y, ldy, b * unit, e * unit, aligned64(scratch.get(sparse_scratch_floats(w, ldxt) + 16)));
+  });
 }
 
 }  // namespace sparsity::kernels

@@ -5,6 +5,7 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 #include <utility>
 #include <vector>
 
@@ -336,6 +337,140 @@ SPARSITY_INSTANTIATE_U(uint32_t)
 SPARSITY_INSTANTIATE_U(uint64_t)
 #undef SPARSITY_INSTANTIATE_U
 
+// ---- sparse linear --------------------------------------------------------------------------------------
+
+namespace {
+
+template <class V>
+float sparse_value(const void* values, int64_t i) {
+  if constexpr (std::is_same_v<V, float>) {
+    return load_u<float>(values, static_cast<size_t>(i));
+  } else {
+    return V::to_float(load_u<uint16_t>(values, static_cast<size_t>(i)));
+  }
+}
+
+// Element of an index or offset part as int64 (u8, i16, i32 or i64).
+int64_t index_value(const void* p, DType dtype, int64_t i) {
+  const size_t k = static_cast<size_t>(i);
+  switch (dtype) {
+    case DType::u8: return load_u<uint8_t>(p, k);
+    case DType::i16: return load_u<int16_t>(p, k);
+    case DType::i32: return load_u<int32_t>(p, k);
+    default: return load_u<int64_t>(p, k);
+  }
+}
+
+// Offsets are clamped to [lo, hi]; indices are read as 32-bit unsigned (i16 sign-extended first) and
+// clamped to `last`: the kernels never leave their parts, whatever the contents.
+int64_t clamp_offset(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+int64_t clamp_index(int64_t v, int64_t last) {
+  const uint32_t u = static_cast<uint32_t>(static_cast<int32_t>(v));
+  return u > static_cast<uint64_t>(last) ? last : static_cast<int64_t>(u);
+}
+
+// A product rounded to f32 on its own: never fused with the following addition.
+float mul_rounded(float a, float b) {
+  float p = a * b;
+#if defined(__x86_64__) || defined(__i386__)
+  __asm__("" : "+x"(p));
+#endif
+  return p;
+}
+
+// Calls f(t, value_index, column) for the stored elements of row i in storage order (t = 0, 1, ...).
+template <class F>
+void for_each_term(const SparseWeight& w, int64_t i, F&& f) {
+  const int64_t row_bytes = (w.cols + 7) / 8;
+  switch (w.layout) {
+    case SparseLayout::nm:
+    case SparseLayout::bitmask: {
+      int64_t start, avail;
+      if (w.layout == SparseLayout::nm) {
+        avail = w.cols / w.m * w.n;
+        start = i * avail;
+      } else {
+        start = clamp_offset(index_value(w.offsets, w.offsets_dtype, i), 0, w.nnz);
+        avail = w.nnz - start;
+      }
+      const uint8_t* bits = w.bitmask + i * row_bytes;
+      int64_t t = 0;
+      for (int64_t c = 0; c < w.cols && t < avail; ++c) {
+        if ((bits[c / 8] >> (c % 8)) & 1u) {
+          f(t, start + t, c);
+          ++t;
+        }
+      }
+      break;
+    }
+    case SparseLayout::csr: {
+      const int64_t start = clamp_offset(index_value(w.offsets, w.offsets_dtype, i), 0, w.nnz);
+      const int64_t end = clamp_offset(index_value(w.offsets, w.offsets_dtype, i + 1), start, w.nnz);
+      for (int64_t k = start; k < end; ++k) {
+        f(k - start, k, clamp_index(index_value(w.indices, w.indices_dtype, k), w.cols - 1));
+      }
+      break;
+    }
+    case SparseLayout::bsr: {
+      const int64_t r = w.block_rows, c = w.block_cols, blocks = w.nnz / (r * c);
+      const int64_t br = i / r, ii = i % r;
+      const int64_t start = clamp_offset(index_value(w.offsets, w.offsets_dtype, br), 0, blocks);
+      const int64_t end = clamp_offset(index_value(w.offsets, w.offsets_dtype, br + 1), start, blocks);
+      for (int64_t k = start; k < end; ++k) {
+        const int64_t bcol = clamp_index(index_value(w.indices, w.indices_dtype, k), w.cols / c - 1);
+        for (int64_t e = 0; e < c; ++e) f((k - start) * c + e, (k * r + ii) * c + e, bcol * c + e);
+      }
+      break;
+    }
+  }
+}
+
+}  // namespace
+
+template <class V>
+void sparse_matvec_reference(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
+                             int64_t row1, float*) {
+  const int64_t parts = sparse_partials(w);
+  // bitmask rows sum by column (partial col % 32); nm, csr and bsr by position in the row.
+  const bool by_column = w.layout == SparseLayout::bitmask;
+  for (int64_t i = row0; i < row1; ++i) {
+    float p[32] = {};
+    for_each_term(w, i, [&](int64_t t, int64_t vi, int64_t col) {
+      const int64_t k = (by_column ? col : t) % parts;
+      p[k] = p[k] + mul_rounded(sparse_value<V>(w.values, vi), x[col]);
+    });
+    for (int64_t h = parts / 2; h >= 1; h /= 2) {
+      for (int64_t j = 0; j < h; ++j) p[j] = p[j] + p[j + h];
+    }
+    y[i] = bias != nullptr ? p[0] + bias[i] : p[0];
+  }
+}
+
+template <class V>
+void sparse_matmul_reference(const SparseWeight& w, const float* xt, int64_t ldxt, int64_t batch,
+                             const float* bias, float* y, int64_t ldy, int64_t row0, int64_t row1, float*) {
+  std::vector<std::pair<float, int64_t>> terms;
+  for (int64_t i = row0; i < row1; ++i) {
+    terms.clear();
+    for_each_term(w, i, [&](int64_t, int64_t vi, int64_t col) { terms.emplace_back(sparse_value<V>(w.values, vi), col); });
+    for (int64_t b = 0; b < batch; ++b) {
+      float s = 0.0f;
+      for (const auto& [v, col] : terms) s = s + mul_rounded(v, xt[col * ldxt + b]);
+      y[b * ldy + i] = bias != nullptr ? s + bias[i] : s;
+    }
+  }
+}
+
+#define SPARSITY_SPARSE_REFERENCE(V)                                                                          \
+  template void sparse_matvec_reference<V>(const SparseWeight&, const float*, const float*, float*, int64_t, \
+                                           int64_t, float*);                                                  \
+  template void sparse_matmul_reference<V>(const SparseWeight&, const float*, int64_t, int64_t, const float*, \
+                                           float*, int64_t, int64_t, int64_t, float*);
+SPARSITY_SPARSE_REFERENCE(float)
+SPARSITY_SPARSE_REFERENCE(Half)
+SPARSITY_SPARSE_REFERENCE(BFloat16)
+#undef SPARSITY_SPARSE_REFERENCE
+
 void fill_reference(KernelTable& t) {
   t.isa = Isa::scalar;
   t.apply_bytes[kW16] = apply_bytes_reference<uint16_t>;
@@ -374,6 +509,14 @@ void fill_reference(KernelTable& t) {
   t.mask_to_bytes[1] = mask_to_bytes_reference<uint16_t>;
   t.mask_to_bytes[2] = mask_to_bytes_reference<uint32_t>;
   t.mask_to_bytes[3] = mask_to_bytes_reference<uint64_t>;
+  for (int layout = 0; layout < 4; ++layout) {
+    t.sparse_matvec[layout][0] = sparse_matvec_reference<float>;
+    t.sparse_matvec[layout][1] = sparse_matvec_reference<Half>;
+    t.sparse_matvec[layout][2] = sparse_matvec_reference<BFloat16>;
+    t.sparse_matmul[layout][0] = sparse_matmul_reference<float>;
+    t.sparse_matmul[layout][1] = sparse_matmul_reference<Half>;
+    t.sparse_matmul[layout][2] = sparse_matmul_reference<BFloat16>;
+  }
 }
 
 }  // namespace sparsity::kernels

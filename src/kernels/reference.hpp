@@ -63,6 +63,15 @@ void flat_scores_reference(const void* w, const void* mask, size_t n, int64_t bc
 void flat_mask_reference(const uint32_t* keys, size_t n, int64_t bc, uint32_t threshold, size_t cut,
                          const uint8_t* pruned_bits, uint8_t* bits);
 
+/// Sparse linear (SparseMatvecFn / SparseMatmulFn) for values of type V (float, Half, BFloat16): the
+/// definition of the summation order every SIMD variant reproduces.
+template <class V>
+void sparse_matvec_reference(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
+                             int64_t row1, float* scratch);
+template <class V>
+void sparse_matmul_reference(const SparseWeight& w, const float* xt, int64_t ldxt, int64_t batch,
+                             const float* bias, float* y, int64_t ldy, int64_t row0, int64_t row1, float* scratch);
+
 /// Order-preserving keys: a < b as scores (NaN largest, -0 == +0) iff key(a) < key(b) as unsigned.
 inline uint32_t order_key_f32(uint32_t bits) {
   if ((bits & 0x7fffffffu) > 0x7f800000u) return 0xffffffffu;  // any NaN

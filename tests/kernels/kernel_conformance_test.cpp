@@ -2,15 +2,19 @@
 // cases that pin the reference itself.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstring>
 #include <limits>
 #include <random>
+#include <sstream>
+#include <string>
 #include <vector>
 
 #include "kernels/dispatch.hpp"
 #include "kernels/reference.hpp"
 #include "sparsity/kernels/kernels.hpp"
+#include "test_util.hpp"
 
 namespace sparsity::kernels {
 namespace {
@@ -341,6 +345,261 @@ void check_flat_tiles(const KernelTable& t) {
   }
 }
 
+// ---- sparse linear -----------------------------------------------------------------------------------
+
+// A packed weight built here, independently of core/packed: random values (with NaN, +-inf and -0.0 among
+// them) at a random pattern of the layout, every part in its own buffer.
+struct TestSparse {
+  SparseWeight w;
+  std::vector<uint8_t> values, bitmask, offsets, indices;
+};
+
+struct SparseCase {
+  SparseLayout layout;
+  int64_t rows, cols;
+  int64_t a = 0, b = 0;  // nm: n, m; bsr: block rows, block cols
+  double density = 0.5;
+  DType indices_dtype = DType::i32;
+  DType offsets_dtype = DType::i64;
+};
+
+uint16_t to_bits16(float f, DType dtype) {
+  return dtype == DType::f16 ? Half::from_float(f) : BFloat16::from_float(f);
+}
+
+float random_value(std::mt19937_64& rng, bool specials) {
+  const uint64_t r = rng();
+  if (specials && r % 97 == 0) return kNaN;
+  if (specials && r % 89 == 0) return (r & 256) ? kInf : -kInf;
+  if (r % 13 == 0) return -0.0f;
+  return static_cast<float>(static_cast<double>(r >> 11) * 0x1.0p-53 * 2.0 - 1.0);
+}
+
+void put_index(std::vector<uint8_t>& buf, DType dtype, int64_t v) {
+  const size_t es = size_of(dtype);
+  const size_t at = buf.size();
+  buf.resize(at + es);
+  if (dtype == DType::u8) {
+    buf[at] = static_cast<uint8_t>(v);
+  } else if (dtype == DType::i16) {
+    const int16_t s = static_cast<int16_t>(v);
+    std::memcpy(&buf[at], &s, 2);
+  } else if (dtype == DType::i32) {
+    const int32_t s = static_cast<int32_t>(v);
+    std::memcpy(&buf[at], &s, 4);
+  } else {
+    std::memcpy(&buf[at], &v, 8);
+  }
+}
+
+TestSparse make_sparse(const SparseCase& sc, DType dtype, uint64_t seed, bool specials, size_t value_shift) {
+  std::mt19937_64 rng(seed);
+  TestSparse s;
+  SparseWeight& w = s.w;
+  w.layout = sc.layout;
+  w.dtype = dtype;
+  w.rows = sc.rows;
+  w.cols = sc.cols;
+  w.indices_dtype = sc.indices_dtype;
+  w.offsets_dtype = sc.layout == SparseLayout::bitmask ? DType::i64 : sc.offsets_dtype;
+  const size_t es = size_of(dtype);
+  s.values.assign(value_shift, 0xAB);  // the values start `value_shift` bytes into the buffer
+  auto push_value = [&](float f) {
+    const size_t at = s.values.size();
+    s.values.resize(at + es);
+    if (dtype == DType::f32) {
+      std::memcpy(&s.values[at], &f, 4);
+    } else {
+      const uint16_t h = to_bits16(f, dtype);
+      std::memcpy(&s.values[at], &h, 2);
+    }
+  };
+  auto keep = [&] { return static_cast<double>(rng() >> 11) * 0x1.0p-53 < sc.density; };
+  const int64_t row_bytes = (sc.cols + 7) / 8;
+  int64_t nnz = 0;
+  if (sc.layout == SparseLayout::nm || sc.layout == SparseLayout::bitmask) {
+    w.n = sc.a;
+    w.m = sc.b;
+    s.bitmask.assign(static_cast<size_t>(sc.rows * row_bytes), 0);
+    for (int64_t i = 0; i < sc.rows; ++i) {
+      if (sc.layout == SparseLayout::bitmask) put_index(s.offsets, DType::i64, nnz);
+      std::vector<bool> row(static_cast<size_t>(sc.cols), false);
+      if (sc.layout == SparseLayout::nm) {
+        for (int64_t g = 0; g < sc.cols; g += sc.b) {
+          int64_t chosen = 0;
+          while (chosen < sc.a) {
+            const int64_t p = static_cast<int64_t>(rng() % static_cast<uint64_t>(sc.b));
+            if (!row[static_cast<size_t>(g + p)]) {
+              row[static_cast<size_t>(g + p)] = true;
+              ++chosen;
+            }
+          }
+        }
+      } else {
+        for (int64_t c = 0; c < sc.cols; ++c) row[static_cast<size_t>(c)] = keep();
+      }
+      for (int64_t c = 0; c < sc.cols; ++c) {
+        if (!row[static_cast<size_t>(c)]) continue;
+        s.bitmask[static_cast<size_t>(i * row_bytes + c / 8)] |= static_cast<uint8_t>(1u << (c % 8));
+        push_value(random_value(rng, specials));
+        ++nnz;
+      }
+    }
+  } else if (sc.layout == SparseLayout::csr) {
+    for (int64_t i = 0; i < sc.rows; ++i) {
+      put_index(s.offsets, sc.offsets_dtype, nnz);
+      for (int64_t c = 0; c < sc.cols; ++c) {
+        if (!keep()) continue;
+        put_index(s.indices, sc.indices_dtype, c);
+        push_value(random_value(rng, specials));
+        ++nnz;
+      }
+    }
+    put_index(s.offsets, sc.offsets_dtype, nnz);
+  } else {
+    w.block_rows = sc.a;
+    w.block_cols = sc.b;
+    int64_t blocks = 0;
+    for (int64_t br = 0; br < sc.rows / sc.a; ++br) {
+      put_index(s.offsets, sc.offsets_dtype, blocks);
+      for (int64_t bc = 0; bc < sc.cols / sc.b; ++bc) {
+        if (!keep()) continue;
+        put_index(s.indices, sc.indices_dtype, bc);
+        for (int64_t f = 0; f < sc.a * sc.b; ++f) push_value(random_value(rng, specials));
+        ++blocks;
+      }
+    }
+    put_index(s.offsets, sc.offsets_dtype, blocks);
+    nnz = blocks * sc.a * sc.b;
+  }
+  w.nnz = nnz;
+  s.values.resize(s.values.size() + 64);  // room past the end, never read
+  w.values = s.values.data() + value_shift;
+  w.bitmask = s.bitmask.empty() ? nullptr : s.bitmask.data();
+  w.offsets = s.offsets.empty() ? nullptr : s.offsets.data();
+  w.indices = s.indices.empty() ? nullptr : s.indices.data();
+  return s;
+}
+
+std::vector<float> random_floats(size_t n, uint64_t seed, bool specials) {
+  std::mt19937_64 rng(seed);
+  std::vector<float> v(n);
+  for (auto& f : v) f = random_value(rng, specials);
+  return v;
+}
+
+// Same bits, or both NaN (NaN payloads follow operand order, which the compiler may commute).
+#define EXPECT_FLOATS_SAME(a, b, what)                                                                 \
+  do {                                                                                                 \
+    ASSERT_EQ((a).size(), (b).size()) << what;                                                         \
+    size_t first_ = (a).size();                                                                        \
+    for (size_t i_ = 0; i_ < (a).size(); ++i_) {                                                       \
+      if (!(std::isnan((a)[i_]) && std::isnan((b)[i_])) && bits_of((a)[i_]) != bits_of((b)[i_])) {  \
+        first_ = i_;                                                                                   \
+        break;                                                                                         \
+      }                                                                                                \
+    }                                                                                                  \
+    EXPECT_EQ(first_, (a).size()) << what << ": first difference at " << first_ << " ("                \
+                                  << (first_ < (a).size() ? (a)[first_] : 0.f) << " vs "              \
+                                  << (first_ < (b).size() ? (b)[first_] : 0.f) << ")";                \
+  } while (0)
+
+uint32_t bits_of(float f);
+
+// The first 64-byte aligned float at or after p (buffers have 16 floats of room).
+float* align64(float* p) { return reinterpret_cast<float*>((reinterpret_cast<uintptr_t>(p) + 63) / 64 * 64); }
+
+std::vector<SparseCase> sparse_cases() {
+  std::vector<SparseCase> cases;
+  for (auto [n, m] : {std::pair<int64_t, int64_t>{2, 4}, {1, 4}, {3, 4}, {4, 8}, {1, 8}, {7, 8}, {2, 16}, {9, 16}}) {
+    for (int64_t rows : {1, 3, 17}) {
+      for (int64_t groups : {1, 3, 5, 17, 33, 255}) cases.push_back({SparseLayout::nm, rows, groups * m, n, m});
+    }
+  }
+  for (int64_t rows : {1, 3, 17}) {
+    for (int64_t cols : {1, 7, 15, 16, 17, 33, 63, 64, 65, 1021}) {
+      for (double d : {0.0, 0.1, 0.5, 1.0}) {
+        cases.push_back({SparseLayout::bitmask, rows, cols, 0, 0, d});
+        const DType idx = cols <= 256 && rows != 3 ? DType::u8 : rows == 3 ? DType::i16 : DType::i32;
+        const DType off = rows == 1 ? DType::i16 : rows == 3 ? DType::i32 : DType::i64;
+        cases.push_back({SparseLayout::csr, rows, cols, 0, 0, d, idx, off});
+      }
+    }
+  }
+  for (auto [r, c] : {std::pair<int64_t, int64_t>{1, 4}, {1, 8}, {1, 16}, {4, 1}, {8, 1}, {16, 1}, {1, 1}, {1, 2},
+                      {2, 1}, {2, 2}, {4, 4}, {2, 8}, {8, 8}, {16, 16}}) {
+    for (int64_t brows : {1, 3}) {
+      for (int64_t bcols : {1, 5, 17, 40}) {
+        for (double d : {0.0, 0.3, 1.0}) {
+          const DType idx = bcols == 5 ? DType::u8 : bcols == 17 ? DType::i16 : DType::i32;
+          const DType off = brows == 1 ? DType::u8 : bcols == 5 ? DType::i16 : DType::i64;
+          cases.push_back({SparseLayout::bsr, brows * r, bcols * c, r, c, d, idx, off});
+        }
+      }
+    }
+  }
+  return cases;
+}
+
+std::string describe(const SparseCase& c, DType dtype) {
+  std::ostringstream os;
+  os << "layout " << static_cast<int>(c.layout) << " " << c.rows << "x" << c.cols << " (" << c.a << ", " << c.b
+     << ") density " << c.density << " values " << to_string(dtype) << " indices " << to_string(c.indices_dtype)
+     << " offsets " << to_string(c.offsets_dtype);
+  return os.str();
+}
+
+void check_sparse_linear(const KernelTable& t) {
+  const KernelTable& ref = reference_table();
+  const std::vector<SparseCase> cases = sparse_cases();
+  uint64_t seed = 1;
+  for (const SparseCase& sc : cases) {
+    for (DType dtype : {DType::f32, DType::f16, DType::bf16}) {
+      ++seed;
+      const bool specials = seed % 3 == 0;
+      const size_t es = size_of(dtype);
+      const TestSparse s = make_sparse(sc, dtype, seed, specials, seed % 2 ? es : 0);
+      const SparseWeight& w = s.w;
+      const int li = static_cast<int>(w.layout), vi = sparse_value_index(dtype);
+      const std::string what = describe(sc, dtype);
+      const int64_t unit = w.layout == SparseLayout::bsr ? w.block_rows : 1;
+      const int64_t mid = w.rows / unit / 2 * unit;
+      const std::vector<float> x = random_floats(static_cast<size_t>(w.cols) + 1, seed * 7, specials);
+      const std::vector<float> bias = random_floats(static_cast<size_t>(w.rows) + 1, seed * 11, false);
+      std::vector<float> scratch_buf(sparse_scratch_floats(w, 0) + 64);
+      float* scratch = align64(scratch_buf.data());
+      // Batch 1: x and y misaligned by one float; the rows in two calls, as two threads would.
+      for (bool with_bias : {true, false}) {
+        const float* bp = with_bias ? bias.data() + 1 : nullptr;
+        std::vector<float> got(static_cast<size_t>(w.rows) + 1, 7.0f), want(static_cast<size_t>(w.rows) + 1, 9.0f);
+        t.sparse_matvec[li][vi](w, x.data() + 1, bp, got.data() + 1, 0, mid, scratch);
+        t.sparse_matvec[li][vi](w, x.data() + 1, bp, got.data() + 1, mid, w.rows, scratch);
+        ref.sparse_matvec[li][vi](w, x.data() + 1, bp, want.data() + 1, 0, w.rows, scratch);
+        got.erase(got.begin());
+        want.erase(want.begin());
+        EXPECT_FLOATS_SAME(got, want, "batch 1, " << what << " bias " << with_bias);
+      }
+      // Batches: the transposed input as the entry point builds it (64-byte aligned, ldxt = 16k).
+      for (int64_t batch : {2, 7, 8, 9, 17, 64}) {
+        if (w.rows * w.cols > 20000 && batch != 9 && batch != 64) continue;
+        const int64_t ldxt = (batch + 15) / 16 * 16;
+        std::vector<float> xt_buf(static_cast<size_t>(w.cols * ldxt) + 16);
+        float* xt = align64(xt_buf.data());
+        const std::vector<float> xb = random_floats(static_cast<size_t>(w.cols * ldxt), seed * 13 + batch, specials);
+        std::copy(xb.begin(), xb.end(), xt);
+        const int64_t ldy = w.rows + 3;
+        std::vector<float> mscratch_buf(sparse_scratch_floats(w, ldxt) + 64);
+        float* mscratch = align64(mscratch_buf.data());
+        std::vector<float> got(static_cast<size_t>(batch * ldy) + 1, 7.0f), want(got.size(), 7.0f);
+        t.sparse_matmul[li][vi](w, xt, ldxt, batch, bias.data(), got.data() + 1, ldy, 0, mid, mscratch);
+        t.sparse_matmul[li][vi](w, xt, ldxt, batch, bias.data(), got.data() + 1, ldy, mid, w.rows, mscratch);
+        ref.sparse_matmul[li][vi](w, xt, ldxt, batch, bias.data(), want.data() + 1, ldy, 0, w.rows, mscratch);
+        EXPECT_FLOATS_SAME(got, want, "batch " << batch << ", " << what);
+      }
+    }
+  }
+}
+
 // One test per registry line: SPARSITY_KERNEL(family, isa) -> KernelConformance.<family>_<isa>.
 #define SPARSITY_KERNEL(family, isa)                                                   \
   TEST(KernelConformance, family##_##isa) {                                            \
@@ -519,6 +778,97 @@ TEST(KernelEntryPoints, BitsToMaskEveryDtypeAndAlignment) {
   set_num_threads(1);
 }
 
+// One csr row with terms 1e8, 1, -1e8, 1 (x = 1): in f32, batch 1 sums partials 0..3 pairwise
+// ((1e8 + -1e8) + (1 + 1) = 2), a batch of two sums in order (((1e8 + 1) - 1e8) + 1 = 1, since 1e8 + 1
+// rounds to 1e8). An 8x1 bsr block row (P = 4) with 5 blocks: row 0 gets partial 0 = blocks 0 and 4.
+TEST(KernelReference, SparseLinearSumsInTheDocumentedOrder) {
+  const KernelTable& ref = reference_table();
+  const float vals[] = {1e8f, 1.0f, -1e8f, 1.0f};
+  const int32_t cols[] = {0, 1, 2, 3}, rowptr[] = {0, 4};
+  SparseWeight w;
+  w.layout = SparseLayout::csr;
+  w.rows = 1;
+  w.cols = 4;
+  w.nnz = 4;
+  w.values = vals;
+  w.indices = cols;
+  w.indices_dtype = DType::i32;
+  w.offsets = rowptr;
+  w.offsets_dtype = DType::i32;
+  const float x[] = {1, 1, 1, 1};
+  const float bias[] = {0.5f};
+  float y = 0;
+  float scratch[2048];
+  ref.sparse_matvec[static_cast<int>(SparseLayout::csr)][0](w, x, bias, &y, 0, 1, scratch);
+  EXPECT_EQ(y, 2.5f);
+  alignas(64) float xt[4 * 16];
+  for (int c = 0; c < 4; ++c) {
+    for (int b = 0; b < 16; ++b) xt[c * 16 + b] = b < 2 ? 1.0f : 0.0f;
+  }
+  float y2[2] = {};
+  ref.sparse_matmul[static_cast<int>(SparseLayout::csr)][0](w, xt, 16, 2, bias, y2, 1, 0, 1, scratch);
+  EXPECT_EQ(y2[0], 1.5f);
+  EXPECT_EQ(y2[1], 1.5f);
+  // 8x1 blocks, 5 blocks in block row 0 at block columns 0..4; row 0 values 1e8, 1, 1, 1, -1e8.
+  std::vector<float> bv(40, 0.0f);
+  const float row0[] = {1e8f, 1.0f, 1.0f, 1.0f, -1e8f};
+  for (int k = 0; k < 5; ++k) bv[static_cast<size_t>(k * 8)] = row0[k];
+  const int16_t bcols[] = {0, 1, 2, 3, 4}, bptr[] = {0, 5};
+  SparseWeight b;
+  b.layout = SparseLayout::bsr;
+  b.rows = 8;
+  b.cols = 5;
+  b.block_rows = 8;
+  b.block_cols = 1;
+  b.nnz = 40;
+  b.values = bv.data();
+  b.indices = bcols;
+  b.indices_dtype = DType::i16;
+  b.offsets = bptr;
+  b.offsets_dtype = DType::i16;
+  const float bx[] = {1, 1, 1, 1, 1};
+  float by[8];
+  ref.sparse_matvec[static_cast<int>(SparseLayout::bsr)][0](b, bx, nullptr, by, 0, 8, scratch);
+  // P = max(1, 32 / 8) = 4: p0 = 1e8 + -1e8 = 0, p1 = p2 = p3 = 1 -> (0 + 1) + (1 + 1) = 3.
+  EXPECT_EQ(by[0], 3.0f);
+  for (int i = 1; i < 8; ++i) EXPECT_EQ(bits_of(by[i]), 0u) << i;  // +0 sums of +0 products
+  // bitmask sums by column: 1e8 at column 0 and 1 at columns 32, 64, ..., 512 all go to partial 0, in
+  // order, and every +1 rounds away (the f32 spacing at 1e8 is 8): 1e8. (By position in the row they
+  // would fall in partials 0..16 and the pairwise halving would reach 1e8 + 8.) The same row as csr
+  // sums by position: 100000008.
+  std::vector<uint8_t> mbits(65, 0);
+  std::vector<float> mvals{1e8f};
+  for (int c = 0; c <= 512; c += 32) {
+    mbits[static_cast<size_t>(c / 8)] |= static_cast<uint8_t>(1u << (c % 8));
+    if (c > 0) mvals.push_back(1.0f);
+  }
+  const int64_t moff[] = {0};
+  SparseWeight m;
+  m.layout = SparseLayout::bitmask;
+  m.rows = 1;
+  m.cols = 520;
+  m.nnz = 17;
+  m.values = mvals.data();
+  m.bitmask = mbits.data();
+  m.offsets = moff;
+  m.offsets_dtype = DType::i64;
+  std::vector<float> mx(520, 1.0f);
+  float my = 0;
+  ref.sparse_matvec[static_cast<int>(SparseLayout::bitmask)][0](m, mx.data(), nullptr, &my, 0, 1, scratch);
+  EXPECT_EQ(my, 1e8f);
+  std::vector<int16_t> mcols;
+  for (int c = 0; c <= 512; c += 32) mcols.push_back(static_cast<int16_t>(c));
+  const int16_t mptr[] = {0, 17};
+  SparseWeight mc = m;
+  mc.layout = SparseLayout::csr;
+  mc.indices = mcols.data();
+  mc.indices_dtype = DType::i16;
+  mc.offsets = mptr;
+  mc.offsets_dtype = DType::i16;
+  ref.sparse_matvec[static_cast<int>(SparseLayout::csr)][0](mc, mx.data(), nullptr, &my, 0, 1, scratch);
+  EXPECT_EQ(my, 100000008.0f);
+}
+
 // Two tiles of four, L1, two zeros per tile, f32 mask with a pruned element and a -0.0 (pruned too):
 //   tile 0: e = {1, 2, 0, NaN}: the mean is NaN (largest key); the two smallest are positions 2 and 0;
 //   tile 1: e = {0.5, 0.5, 0.5, 0}: mean 0.375; 0 at position 3, then the lowest of the tied 0.5s.
@@ -555,6 +905,194 @@ TEST(KernelReference, FlatMaskSelectsBelowThresholdAndTiesBeforeCut) {
   EXPECT_EQ(bits, 0xfb);
   ref.flat_mask(keys, 8, 2, 3, 2, nullptr, &bits);
   EXPECT_EQ(bits, 0xf3);
+}
+
+}  // namespace
+}  // namespace sparsity::kernels
+
+namespace sparsity::kernels {
+namespace {
+
+// The dense matrix a TestSparse stands for, in f64 (from the same parts the kernels read).
+std::vector<double> dense_of(const TestSparse& s) {
+  const SparseWeight& w = s.w;
+  std::vector<double> d(static_cast<size_t>(w.rows * w.cols), 0.0);
+  auto value = [&](int64_t k) -> double {
+    const auto* p = static_cast<const uint8_t*>(w.values);
+    if (w.dtype == DType::f32) {
+      float f;
+      std::memcpy(&f, p + 4 * k, 4);
+      return f;
+    }
+    uint16_t h;
+    std::memcpy(&h, p + 2 * k, 2);
+    return w.dtype == DType::f16 ? Half::to_float(h) : BFloat16::to_float(h);
+  };
+  auto index = [](const void* p, DType dt, int64_t k) -> int64_t {
+    const auto* b = static_cast<const uint8_t*>(p);
+    if (dt == DType::u8) return b[k];
+    if (dt == DType::i16) {
+      int16_t v;
+      std::memcpy(&v, b + 2 * k, 2);
+      return v;
+    }
+    if (dt == DType::i32) {
+      int32_t v;
+      std::memcpy(&v, b + 4 * k, 4);
+      return v;
+    }
+    int64_t v;
+    std::memcpy(&v, b + 8 * k, 8);
+    return v;
+  };
+  const int64_t row_bytes = (w.cols + 7) / 8;
+  int64_t k = 0;
+  for (int64_t i = 0; i < w.rows; ++i) {
+    if (w.layout == SparseLayout::nm || w.layout == SparseLayout::bitmask) {
+      for (int64_t c = 0; c < w.cols; ++c) {
+        if ((w.bitmask[i * row_bytes + c / 8] >> (c % 8)) & 1u) d[static_cast<size_t>(i * w.cols + c)] = value(k++);
+      }
+    } else if (w.layout == SparseLayout::csr) {
+      for (int64_t q = index(w.offsets, w.offsets_dtype, i); q < index(w.offsets, w.offsets_dtype, i + 1); ++q) {
+        d[static_cast<size_t>(i * w.cols + index(w.indices, w.indices_dtype, q))] = value(q);
+      }
+    }
+  }
+  if (w.layout == SparseLayout::bsr) {
+    const int64_t r = w.block_rows, c = w.block_cols;
+    for (int64_t br = 0; br < w.rows / r; ++br) {
+      for (int64_t q = index(w.offsets, w.offsets_dtype, br); q < index(w.offsets, w.offsets_dtype, br + 1); ++q) {
+        const int64_t bc = index(w.indices, w.indices_dtype, q);
+        for (int64_t f = 0; f < r * c; ++f) {
+          d[static_cast<size_t>((br * r + f / c) * w.cols + bc * c + f % c)] = value(q * r * c + f);
+        }
+      }
+    }
+  }
+  return d;
+}
+
+// Bench-like shapes through the public entry point: every ISA and 1 or 2 threads give the same bits as the
+// scalar reference, and every output is within 1e-5 (|W| |x|) of the f64 dense product.
+TEST(SparseLinearEntry, SameBitsForEveryIsaAndThreadCountAndCloseToTheDenseProduct) {
+  const SparseCase cases[] = {{SparseLayout::nm, 96, 512, 2, 4},
+                              {SparseLayout::nm, 64, 512, 3, 8},
+                              {SparseLayout::bitmask, 96, 517, 0, 0, 0.5},
+                              {SparseLayout::csr, 96, 517, 0, 0, 0.1, DType::i16, DType::i32},
+                              {SparseLayout::bsr, 96, 512, 1, 8, 0.1, DType::i16, DType::i32},
+                              {SparseLayout::bsr, 96, 512, 8, 1, 0.1, DType::i16, DType::i32},
+                              {SparseLayout::bsr, 96, 512, 4, 4, 0.3, DType::u8, DType::i16}};
+  uint64_t seed = 100;
+  for (const SparseCase& sc : cases) {
+    for (DType dtype : {DType::f32, DType::bf16, DType::f16}) {
+      const TestSparse s = make_sparse(sc, dtype, ++seed, /*specials=*/false, 0);
+      const std::vector<double> dense = dense_of(s);
+      for (int64_t batch : {1, 7, 8, 64}) {
+        const int64_t ldx = s.w.cols + 5, ldy = s.w.rows + 2;
+        std::vector<float> x = random_floats(static_cast<size_t>(batch * ldx), seed + batch, false);
+        for (auto& v : x) v = std::fabs(v) < 1e-30f ? 0.25f : v;  // no -0.0 inputs: the sums below are exact
+        const std::vector<float> bias = random_floats(static_cast<size_t>(s.w.rows), seed * 3, false);
+        std::vector<float> want;
+        {
+          ScopedIsaOverride scalar(Isa::scalar);
+          want.assign(static_cast<size_t>(batch * ldy), -1.0f);
+          sparse_linear(s.w, x.data(), batch, ldx, bias.data(), want.data(), ldy);
+        }
+        for (Isa isa : available_isas()) {
+          ScopedIsaOverride force(isa);
+          for (int threads : {1, 2}) {
+            set_num_threads(threads);
+            std::vector<float> got(static_cast<size_t>(batch * ldy), -1.0f);
+            sparse_linear(s.w, x.data(), batch, ldx, bias.data(), got.data(), ldy);
+            set_num_threads(1);
+            EXPECT_FLOATS_SAME(got, want, describe(sc, dtype) << " batch " << batch << " isa " << to_string(isa)
+                                                                << " threads " << threads);
+          }
+        }
+        double worst = 0;
+        for (int64_t b = 0; b < batch; ++b) {
+          for (int64_t i = 0; i < s.w.rows; ++i) {
+            double exact = bias[static_cast<size_t>(i)], scale = 0;
+            for (int64_t c = 0; c < s.w.cols; ++c) {
+              const double wv = dense[static_cast<size_t>(i * s.w.cols + c)], xv = x[static_cast<size_t>(b * ldx + c)];
+              exact += wv * xv;
+              scale += std::fabs(wv * xv);
+            }
+            const double err = std::fabs(want[static_cast<size_t>(b * ldy + i)] - exact);
+            worst = std::max(worst, err / (scale + std::fabs(bias[static_cast<size_t>(i)]) + 1e-30));
+          }
+        }
+        EXPECT_LE(worst, 1e-5) << describe(sc, dtype) << " batch " << batch;
+      }
+    }
+  }
+}
+
+// Corrupt offsets and indices are clamped, never followed outside the parts (checked under ASan too).
+TEST(SparseLinearEntry, CorruptIndicesNeverLeaveTheParts) {
+  SparseCase sc{SparseLayout::csr, 4, 40, 0, 0, 0.5, DType::i16, DType::i32};
+  TestSparse s = make_sparse(sc, DType::f32, 5, false, 0);
+  for (size_t i = 0; i < s.indices.size(); i += 2) {
+    const int16_t bad = i % 4 ? int16_t{-7} : int16_t{30000};
+    std::memcpy(&s.indices[i], &bad, 2);
+  }
+  const int32_t offs[] = {-5, 3, 1, 1000000, 7};
+  std::memcpy(s.offsets.data(), offs, sizeof offs);
+  std::vector<float> x(80, 1.0f), y(8, 0.0f);
+  for (Isa isa : available_isas()) {
+    ScopedIsaOverride force(isa);
+    sparse_linear(s.w, x.data(), 1, 40, nullptr, y.data(), 4);
+    sparse_linear(s.w, x.data(), 2, 40, nullptr, y.data(), 4);
+  }
+  SparseCase bm{SparseLayout::bitmask, 3, 33, 0, 0, 0.5};
+  TestSparse b = make_sparse(bm, DType::bf16, 6, false, 0);
+  const int64_t boffs[] = {-100, 1 << 30, 2};
+  std::memcpy(b.offsets.data(), boffs, sizeof boffs);
+  std::fill(b.bitmask.begin(), b.bitmask.end(), uint8_t{0xff});  // more bits than values, padding bits set
+  std::vector<float> bx(66, 1.0f), by(6, 0.0f);
+  for (Isa isa : available_isas()) {
+    ScopedIsaOverride force(isa);
+    sparse_linear(b.w, bx.data(), 1, 33, nullptr, by.data(), 3);
+    sparse_linear(b.w, bx.data(), 2, 33, nullptr, by.data(), 3);
+  }
+}
+
+TEST(SparseLinearEntry, MisuseErrorsNameTheProblem) {
+  TestSparse s = make_sparse({SparseLayout::nm, 4, 16, 2, 4}, DType::f32, 3, false, 0);
+  float x[32] = {}, y[8] = {};
+  SparseWeight w = s.w;
+  w.dtype = DType::f64;
+  EXPECT_SPARSITY_ERROR(sparse_linear(w, x, 1, 16, nullptr, y, 4), InvalidArgument, "f64");
+  w = s.w;
+  w.m = 5;
+  EXPECT_SPARSITY_ERROR(sparse_linear(w, x, 1, 16, nullptr, y, 4), InvalidArgument, "2:5");
+  w = s.w;
+  w.nnz = 31;
+  EXPECT_SPARSITY_ERROR(sparse_linear(w, x, 1, 16, nullptr, y, 4), InvalidArgument, "nnz 31");
+  w = s.w;
+  w.bitmask = nullptr;
+  EXPECT_SPARSITY_ERROR(sparse_linear(w, x, 1, 16, nullptr, y, 4), InvalidArgument, "null bitmask");
+  EXPECT_SPARSITY_ERROR(sparse_linear(s.w, x, 2, 15, nullptr, y, 4), InvalidArgument, "input row stride 15");
+  EXPECT_SPARSITY_ERROR(sparse_linear(s.w, x, 2, 16, nullptr, y, 3), InvalidArgument, "output row stride 3");
+  EXPECT_SPARSITY_ERROR(sparse_linear(s.w, x, -1, 16, nullptr, y, 4), InvalidArgument, "negative batch");
+  EXPECT_SPARSITY_ERROR(sparse_linear(s.w, nullptr, 1, 16, nullptr, y, 4), InvalidArgument, "null input");
+  TestSparse b = make_sparse({SparseLayout::bsr, 8, 16, 4, 4, 0.5, DType::i32, DType::i32}, DType::f32, 4, false, 0);
+  w = b.w;
+  w.block_cols = 3;
+  EXPECT_SPARSITY_ERROR(sparse_linear(w, x, 1, 16, nullptr, y, 8), InvalidArgument, "block 4x3");
+  w = b.w;
+  w.rows = 6;
+  EXPECT_SPARSITY_ERROR(sparse_linear(w, x, 1, 16, nullptr, y, 8), InvalidArgument, "do not tile 6x16");
+  w = b.w;
+  w.indices_dtype = DType::i64;
+  EXPECT_SPARSITY_ERROR(sparse_linear(w, x, 1, 16, nullptr, y, 8), InvalidArgument, "column indices", "i64");
+  w = b.w;
+  w.offsets_dtype = DType::f32;
+  EXPECT_SPARSITY_ERROR(sparse_linear(w, x, 1, 16, nullptr, y, 8), InvalidArgument, "row offsets", "f32");
+  TestSparse m = make_sparse({SparseLayout::bitmask, 2, 8}, DType::f32, 5, false, 0);
+  w = m.w;
+  w.offsets_dtype = DType::i32;
+  EXPECT_SPARSITY_ERROR(sparse_linear(w, x, 1, 8, nullptr, y, 2), InvalidArgument, "bitmask", "i64");
 }
 
 }  // namespace

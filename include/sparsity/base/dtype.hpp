@@ -8,7 +8,7 @@
 namespace sparsity {
 
 /// Element type of a Tensor.
-enum class DType : uint8_t { f32, f64, f16, bf16, bool_, u8, i8, i32, i64 };
+enum class DType : uint8_t { f32, f64, f16, bf16, bool_, u8, i8, i16, i32, i64 };
 
 /// Bytes per element.
 constexpr size_t size_of(DType t) noexcept {
@@ -18,7 +18,8 @@ constexpr size_t size_of(DType t) noexcept {
     case DType::f32:
     case DType::i32: return 4;
     case DType::f16:
-    case DType::bf16: return 2;
+    case DType::bf16:
+    case DType::i16: return 2;
     case DType::bool_:
     case DType::u8:
     case DType::i8: return 1;
@@ -31,7 +32,7 @@ constexpr bool is_floating(DType t) noexcept {
   return t == DType::f32 || t == DType::f64 || t == DType::f16 || t == DType::bf16;
 }
 
-/// "f32", "f64", "f16", "bf16", "bool", "u8", "i8", "i32", "i64".
+/// "f32", "f64", "f16", "bf16", "bool", "u8", "i8", "i16", "i32", "i64".
 const char* to_string(DType t) noexcept;
 
 /// Inverse of to_string; throws sparsity::Error(InvalidArgument) naming the text on an unknown name.
@@ -121,6 +122,7 @@ template <> struct dtype_of<BFloat16> { static constexpr DType value = DType::bf
 template <> struct dtype_of<bool> { static constexpr DType value = DType::bool_; };
 template <> struct dtype_of<uint8_t> { static constexpr DType value = DType::u8; };
 template <> struct dtype_of<int8_t> { static constexpr DType value = DType::i8; };
+template <> struct dtype_of<int16_t> { static constexpr DType value = DType::i16; };
 template <> struct dtype_of<int32_t> { static constexpr DType value = DType::i32; };
 template <> struct dtype_of<int64_t> { static constexpr DType value = DType::i64; };
 
@@ -135,6 +137,7 @@ decltype(auto) visit_dtype(DType t, F&& f) {
     case DType::bool_: return f(bool{});
     case DType::u8: return f(uint8_t{});
     case DType::i8: return f(int8_t{});
+    case DType::i16: return f(int16_t{});
     case DType::i32: return f(int32_t{});
     case DType::i64: return f(int64_t{});
   }

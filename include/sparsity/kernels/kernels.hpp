@@ -110,4 +110,59 @@ void bytes_to_mask(const uint8_t* bytes, size_t n, DType dtype, void* mask);
 /// any-dtype mask -> bytes of 0/1 (non-zero, including NaN, = 1).
 void mask_to_bytes(DType dtype, const void* mask, size_t n, uint8_t* bytes);
 
+// ---- sparse linear ---------------------------------------------------------------------------------
+/// How a packed sparse weight stores its kept elements (byte layouts: sparsity/core/packed.hpp).
+enum class SparseLayout : uint8_t {
+  nm,       ///< exactly n values per group of m columns; bitmask marks their positions
+  bsr,      ///< block-sparse rows: dense block_rows x block_cols blocks with block-column indices
+  bitmask,  ///< compressed-tensors' sparse-bitmask: kept values, one bit per element, row offsets
+  csr,      ///< compressed sparse rows: values, column indices, row pointers
+};
+
+/// A packed rows x cols weight W as the sparse-linear kernels read it: pointers into its parts, no
+/// ownership. Values are f32, f16 or bf16 in `dtype`.
+///   nm:      values [rows, cols / m * n]; bitmask [rows, ceil(cols / 8)] with n bits per group of m.
+///   bsr:     values [nnz / (br * bc), br, bc] (blocks of a block row in order, each row-major);
+///            indices: block column of each block (u8, i16 or i32); offsets: rows / br + 1 block pointers
+///            (u8, i16, i32 or i64).
+///   bitmask: values [nnz]; bitmask [rows, ceil(cols / 8)]; offsets: rows entries (i64), the index of
+///            each row's first value.
+///   csr:     values [nnz]; indices: column of each value (u8, i16 or i32); offsets: rows + 1 row
+///            pointers (u8, i16, i32 or i64).
+/// Bit j of bitmask byte k of a row is column 8k + j. The kernels never read outside these extents,
+/// whatever the index contents (out-of-range offsets and indices are clamped); the result is then
+/// unspecified, so validate untrusted parts first (PackedTensor::from_parts does).
+struct SparseWeight {
+  SparseLayout layout = SparseLayout::csr;
+  DType dtype = DType::f32;  ///< of the values
+  int64_t rows = 0;
+  int64_t cols = 0;
+  int64_t n = 0;  ///< nm
+  int64_t m = 0;  ///< nm: 4, 8 or 16, dividing cols
+  int64_t block_rows = 1;  ///< bsr: 1, 2, 4, 8 or 16, dividing rows
+  int64_t block_cols = 1;  ///< bsr: 1, 2, 4, 8 or 16, dividing cols
+  int64_t nnz = 0;         ///< stored values (bsr: blocks * block_rows * block_cols)
+  const void* values = nullptr;
+  const uint8_t* bitmask = nullptr;
+  const void* offsets = nullptr;
+  DType offsets_dtype = DType::i64;
+  const void* indices = nullptr;
+  DType indices_dtype = DType::i32;
+};
+
+/// y[b][i] = bias[i] + sum over the stored elements (i, j) of W of W[i][j] * x[b][j], for b < batch and
+/// i < rows: x is batch x cols with row stride ldx, y batch x rows with row stride ldy (both f32), bias
+/// f32 [rows] or null. Products are rounded to f32 and summed in f32 in a fixed order, so every ISA and
+/// thread count gives the same bits:
+///   batch 1: P partial sums per row, each summed in storage order from +0, then halved pairwise
+///   (p[j] += p[j + h] for h = P/2, ..., 1). bitmask: the element at column c goes to partial c % 32;
+///   nm, csr and bsr: the t-th stored element of the row (nm: slots, padding included; bsr: blocks,
+///   then columns) to partial t % P, P = 32, or max(block_cols, 32 / r) for bsr blocks of r > 1 rows.
+///   batch >= 2: one sum per output in storage order from +0.
+///   The bias is added last.
+/// Rows are split over kernels::num_threads() in fixed pieces; a row's sum is never split.
+///   sparsity::kernels::sparse_linear(w, x, /*batch=*/8, /*ldx=*/w.cols, bias, y, /*ldy=*/w.rows);
+void sparse_linear(const SparseWeight& w, const float* x, int64_t batch, int64_t ldx, const float* bias,
+                   float* y, int64_t ldy);
+
 }  // namespace sparsity::kernels

@@ -1,0 +1,1027 @@
+// sparse-linear family: y = W x + b for packed sparse weights (nm, bsr, bitmask, csr), written once for every ISA.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <type_traits>
+#include <utility>
+
+#include "kernels/dispatch.hpp"
+#include "kernels/simd_util.hpp"
+
+namespace sparsity::kernels {
+
+/// Lane operations xsimd 8.1 lacks (widening loads, f16 -> f32, left-packing selected lanes, clamped
+/// index loads, concatenated pieces), and the scalar helpers of the kernels. Every one is a template on
+/// the ISA, so the copy compiled with one ISA's flags is never linked into another's kernels.
+template <class Arch>
+struct SparseLanes {
+  using BF = xsimd::batch<float, Arch>;
+  using BU = xsimd::batch<uint32_t, Arch>;
+  using BI = xsimd::batch<int32_t, Arch>;
+  static constexpr int64_t L = static_cast<int64_t>(BF::size);
+
+  /// A product rounded to f32 on its own: never fused with the addition that follows (the scalar
+  /// reference rounds twice, and so does every ISA).
+  static BF mul(const BF& a, const BF& b) { return simd::opaque<Arch>(a * b); }
+  static float mul(float a, float b) {
+    float p = a * b;
+    __asm__("" : "+x"(p));
+    return p;
+  }
+
+  static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+
+  /// Bytes ahead of the value, index and mask streams to prefetch: with few loads per instruction the
+  /// out-of-order window alone keeps too few cache lines in flight to reach memory bandwidth.
+  static constexpr int64_t kPrefetchBytes = 4096;
+  /// Prefetches the cache lines kPrefetchBytes ahead of [p, p + bytes) (bytes a multiple of 64, or
+  /// smaller: one line).
+  static void prefetch_ahead(const void* p, int64_t bytes) {
+    const char* q = static_cast<const char*>(p) + kPrefetchBytes;
+    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(q + o);
+  }
+  static int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
+  static int popcount(uint32_t v) { return __builtin_popcount(v); }
+
+  /// Element i of an index or offset part (u8, i16, i32 or i64) as int64.
+  static int64_t index_at(const void* p, DType dtype, int64_t i) {
+    switch (dtype) {
+      case DType::u8: return static_cast<const uint8_t*>(p)[i];
+      case DType::i16: {
+        int16_t v;
+        std::memcpy(&v, static_cast<const char*>(p) + 2 * i, 2);
+        return v;
+      }
+      case DType::i32: {
+        int32_t v;
+        std::memcpy(&v, static_cast<const char*>(p) + 4 * i, 4);
+        return v;
+      }
+      default: {
+        int64_t v;
+        std::memcpy(&v, static_cast<const char*>(p) + 8 * i, 8);
+        return v;
+      }
+    }
+  }
+  /// A column (or block-column) index read as unsigned 32 bits and clamped to `last`.
+  template <class I>
+  static int64_t column(const I* p, int64_t k, int64_t last) {
+    I v;
+    std::memcpy(&v, p + k, sizeof(I));
+    const uint32_t u = static_cast<uint32_t>(static_cast<int32_t>(v));
+    return u > static_cast<uint64_t>(last) ? last : static_cast<int64_t>(u);
+  }
+
+  // ---- values -------------------------------------------------------------------------------------
+
+  static float half_to_float(uint16_t h) {
+    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
+    const uint32_t em = h & 0x7fffu;
+    uint32_t mag;
+    if (em >= 0x7c00u) {
+      mag = 0x7f800000u | ((em & 0x3ffu) << 13);
+    } else {
+      float f;
+      const uint32_t shifted = em << 13;
+      std::memcpy(&f, &shifted, 4);
+      f *= 0x1p112f;  // exact: a power of two
+      std::memcpy(&mag, &f, 4);
+    }
+    const uint32_t bits = mag | sign;
+    float out;
+    std::memcpy(&out, &bits, 4);
+    return out;
+  }
+
+  /// One value of storage type V (float, Half or BFloat16) as f32.
+  template <class V>
+  static float value(const V* p) {
+    if constexpr (std::is_same_v<V, float>) {
+      float v;
+      std::memcpy(&v, p, 4);
+      return v;
+    } else {
+      uint16_t h;
+      std::memcpy(&h, p, 2);
+      if constexpr (std::is_same_v<V, BFloat16>) {
+        const uint32_t bits = static_cast<uint32_t>(h) << 16;
+        float v;
+        std::memcpy(&v, &bits, 4);
+        return v;
+      } else {
+        return half_to_float(h);
+      }
+    }
+  }
+
+  /// The next L u16 at p, zero-extended to 32-bit lanes.
+  static BU widen_u16(const void* p) {
+    if constexpr (simd::is_avx512<Arch>) {
+      return _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
+    } else if constexpr (simd::is_avx<Arch>) {
+      return _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
+    } else {
+      return _mm_unpacklo_epi16(_mm_loadl_epi64(static_cast<const __m128i*>(p)), _mm_setzero_si128());
+    }
+  }
+
+  /// L values of storage type V as f32 lanes (conversions are exact).
+  template <class V>
+  static BF load(const V* p) {
+    if constexpr (std::is_same_v<V, float>) {
+      return BF::load_unaligned(p);
+    } else if constexpr (std::is_same_v<V, BFloat16>) {
+      return xsimd::bitwise_cast<BF>(widen_u16(p) << 16);
+    } else if constexpr (simd::is_avx512<Arch>) {
+      return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    } else if constexpr (simd::is_avx<Arch>) {
+      return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    } else {
+      // binary16 -> binary32 without F16C: rebias normal and subnormal values by a multiply by 2^112.
+      const BU h = widen_u16(p);
+      const BU sign = (h & BU(0x8000u)) << 16;
+      const BU em = h & BU(0x7fffu);
+      const BF scaled = xsimd::bitwise_cast<BF>(em << 13) * BF(0x1p112f);
+      const BU special = BU(0x7f800000u) | ((em & BU(0x3ffu)) << 13);
+      const BU mag = xsimd::select(em >= BU(0x7c00u), special, xsimd::bitwise_cast<BU>(scaled));
+      return xsimd::bitwise_cast<BF>(mag | sign);
+    }
+  }
+
+  // ---- input lanes ----------------------------------------------------------------------------------
+
+  /// Lane l of each entry of the left-pack table: the index of the l-th set bit of the byte (4 bits each).
+  struct LeftPackTable {
+    uint32_t v[256];
+    constexpr LeftPackTable() : v() {
+      for (uint32_t m = 0; m < 256; ++m) {
+        uint32_t packed = 0, k = 0;
+        for (uint32_t j = 0; j < 8; ++j) {
+          if ((m >> j) & 1u) packed |= j << (4 * k++);
+        }
+        v[m] = packed;
+      }
+    }
+  };
+  static constexpr LeftPackTable kLeftPack{};
+
+  /// The lanes of x whose bit is set, moved in order to lanes 0, 1, ... (the others unspecified).
+  static BF compress(const BF& x, uint32_t bits) {
+    if constexpr (simd::is_avx512<Arch>) {
+      return _mm512_maskz_compress_ps(static_cast<__mmask16>(bits), x);
+    } else {
+      static_assert(simd::is_avx<Arch>, "compress: AVX2 or AVX-512");
+      const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+      const __m256i idx = _mm256_and_si256(
+          _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(kLeftPack.v[bits & 0xffu])), shifts),
+          _mm256_set1_epi32(7));
+      return _mm256_permutevar8x32_ps(x, idx);
+    }
+  }
+
+  /// Writes x[j] for the set bits j < L of `bits`, in order, to out[0, popcount(bits)); may write up
+  /// to L floats at out.
+  static void left_pack(const float* x, uint32_t bits, float* out) {
+    if constexpr (simd::is_avx<Arch> || simd::is_avx512<Arch>) {
+      compress(BF::load_unaligned(x), bits).store_unaligned(out);
+    } else {
+      int k = 0;
+      for (int j = 0; j < 4; ++j) {
+        if ((bits >> j) & 1u) out[k++] = x[j];
+      }
+    }
+  }
+
+  /// Slots 0..L/2-1 of a and then of b (each holding L/2 compressed lanes).
+  static BF join_halves(const BF& a, const BF& b) {
+    if constexpr (simd::is_avx512<Arch>) {
+      return _mm512_shuffle_f32x4(a, b, 0x44);
+    } else {
+      static_assert(simd::is_avx<Arch>, "join_halves: AVX2 or AVX-512");
+      return _mm256_permute2f128_ps(a, b, 0x20);
+    }
+  }
+  /// Slots 0..3 of a, b, c and d (AVX-512: four compressed quarters).
+  static BF join_quarters(const BF& a, const BF& b, const BF& c, const BF& d) {
+    static_assert(simd::is_avx512<Arch>, "join_quarters: AVX-512");
+    const __m512 ab = _mm512_shuffle_f32x4(a, b, 0x00);  // a0 a0 b0 b0
+    const __m512 cd = _mm512_shuffle_f32x4(c, d, 0x00);  // c0 c0 d0 d0
+    return _mm512_shuffle_f32x4(ab, cd, 0x88);           // a0 b0 c0 d0
+  }
+
+  /// Entry n (< 16) of the first half: the lowest set bit of the nibble n; entry 16 + n: its second
+  /// set bit (0 where there is none).
+  struct NibbleTable {
+    int32_t v[32];
+    constexpr NibbleTable() : v() {
+      for (int32_t n = 0; n < 16; ++n) {
+        int32_t k = 0;
+        for (int32_t j = 0; j < 4; ++j) {
+          if ((n >> j) & 1) v[16 * k++ + n] = j;
+          if (k == 2) break;
+        }
+      }
+    }
+  };
+  static constexpr NibbleTable kNibbles{};
+
+  /// AVX-512, 2:4 slots: the inputs of the 16 slots of columns [0, 32) at x, given the 32 mask bits of
+  /// those columns (two set bits per nibble): slot l is column 4 (l / 2) + the first (even l) or second
+  /// (odd l) set bit of nibble l / 2. Two table lookups and a two-source permute, no compress.
+  static BF select_24(const float* x, uint32_t bits) {
+    static_assert(simd::is_avx512<Arch>, "select_24: AVX-512");
+    const __m512i group = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
+    const __m512i parity = _mm512_setr_epi32(0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16);
+    const __m512i nibble = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(bits)), group);
+    const __m512i key = _mm512_ternarylogic_epi32(nibble, _mm512_set1_epi32(0xf), parity, 0xea);  // (a & b) | c
+    const __m512i pos = _mm512_permutex2var_epi32(_mm512_loadu_si512(kNibbles.v), key, _mm512_loadu_si512(kNibbles.v + 16));
+    return _mm512_permutex2var_ps(_mm512_loadu_ps(x), _mm512_add_epi32(pos, group), _mm512_loadu_ps(x + 16));
+  }
+
+  /// The lanes of v summed by pairwise halving: lane j += lane j + h for h = L/2, ..., 1; lane 0.
+  static float halve_lanes(const BF& v) {
+    __m128 s;
+    if constexpr (simd::is_avx512<Arch>) {
+      const __m256 h8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
+      s = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
+    } else if constexpr (simd::is_avx<Arch>) {
+      s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    } else {
+      s = v;
+    }
+    s = _mm_add_ps(s, _mm_movehl_ps(s, s));           // lanes 0, 1: p0 + p2, p1 + p3
+    return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55)));  // p0 + p1
+  }
+
+  /// n < L values at p as f32 lanes (the others 0), reading only those n.
+  template <class V>
+  static BF load_partial(const V* p, int64_t n) {
+    if constexpr (simd::is_avx512<Arch>) {
+      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
+      if constexpr (std::is_same_v<V, float>) {
+        return _mm512_maskz_loadu_ps(m, p);
+      } else {
+        const __m256i h = _mm256_maskz_loadu_epi16(m, p);
+        if constexpr (std::is_same_v<V, BFloat16>) {
+          return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+        } else {
+          return _mm512_cvtph_ps(h);
+        }
+      }
+    } else {
+      V tmp[L] = {};
+      std::memcpy(tmp, p, static_cast<size_t>(n) * sizeof(V));
+      return load(tmp);
+    }
+  }
+
+  using BB = xsimd::batch_bool<float, Arch>;
+
+  /// The lanes whose bit of `bits` is set.
+  static BB lanes_of(uint32_t bits) {
+    if constexpr (simd::is_avx512<Arch>) {
+      return BB(static_cast<__mmask16>(bits));
+    } else if constexpr (simd::is_avx<Arch>) {
+      const __m256i one = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
+      const __m256i hit = _mm256_and_si256(_mm256_set1_epi32(static_cast<int>(bits)), one);
+      return BB(_mm256_castsi256_ps(_mm256_cmpeq_epi32(hit, one)));
+    } else {
+      const __m128i one = _mm_setr_epi32(1, 2, 4, 8);
+      const __m128i hit = _mm_and_si128(_mm_set1_epi32(static_cast<int>(bits)), one);
+      return BB(_mm_castsi128_ps(_mm_cmpeq_epi32(hit, one)));
+    }
+  }
+  /// Lanes l < n (0 <= n <= L).
+  static BB lanes_below(int64_t n) { return lanes_of((1u << n) - 1u); }
+
+  /// Lane l of each entry of the expand table: the rank of bit l among the set bits of the byte, i.e. the
+  /// source lane of lane l (4 bits each).
+  struct ExpandTable {
+    uint32_t v[256];
+    constexpr ExpandTable() : v() {
+      for (uint32_t m = 0; m < 256; ++m) {
+        uint32_t packed = 0, k = 0;
+        for (uint32_t j = 0; j < 8; ++j) {
+          if ((m >> j) & 1u) packed |= k++ << (4 * j);
+        }
+        v[m] = packed;
+      }
+    }
+  };
+  static constexpr ExpandTable kExpand{};
+
+  /// The popcount(bits) values at p, as f32, placed in order in the lanes whose bit is set (the other
+  /// lanes are unspecified). Never reads at or past `end`.
+  template <class V>
+  static BF expand(const V* p, uint32_t bits, const V* end) {
+    if constexpr (simd::is_avx512<Arch>) {
+      const __mmask16 m = static_cast<__mmask16>(bits);
+      if constexpr (std::is_same_v<V, float>) {
+        return _mm512_maskz_expandloadu_ps(m, p);
+      } else {
+        const __mmask16 low = static_cast<__mmask16>((1u << popcount(bits)) - 1u);
+        const __m256i h = _mm256_maskz_loadu_epi16(low, p);
+        __m512 f;
+        if constexpr (std::is_same_v<V, BFloat16>) {
+          f = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
+        } else {
+          f = _mm512_cvtph_ps(h);
+        }
+        return _mm512_maskz_expand_ps(m, f);
+      }
+    } else {
+      static_assert(simd::is_avx<Arch>, "expand: AVX2 or AVX-512");
+      BF v;
+      if (end - p >= L) {
+        v = load(p);
+      } else {
+        V tmp[L] = {};
+        std::memcpy(tmp, p, static_cast<size_t>(end - p) * sizeof(V));
+        v = load(tmp);
+      }
+      const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
+      const __m256i idx = _mm256_and_si256(
+          _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(kExpand.v[bits & 0xffu])), shifts),
+          _mm256_set1_epi32(7));
+      return _mm256_permutevar8x32_ps(v, idx);
+    }
+  }
+
+  /// L column indices of type I (u8, i16 sign-extended, i32) as unsigned lanes clamped to `last`.
+  template <class I>
+  static BU load_columns(const I* p, uint32_t last) {
+    BU v;
+    if constexpr (sizeof(I) == 4) {
+      v = BU::load_unaligned(reinterpret_cast<const uint32_t*>(p));
+    } else if constexpr (sizeof(I) == 1) {
+      v = simd::load_widen_u8<Arch>(reinterpret_cast<const uint8_t*>(p));
+    } else if constexpr (simd::is_avx512<Arch>) {
+      v = _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
+    } else if constexpr (simd::is_avx<Arch>) {
+      v = _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+    } else {
+      const __m128i h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
+      v = _mm_srai_epi32(_mm_unpacklo_epi16(h, h), 16);
+    }
+    return xsimd::min(v, BU(last));
+  }
+
+  /// x at L (clamped) indices.
+  static BF gather(const float* x, const BU& idx) { return BF::gather(x, xsimd::bitwise_cast<BI>(idx)); }
+
+  /// L / C consecutive runs of C floats, run j starting at x + starts[j] (C = 4 or 8, C < L).
+  template <int64_t C>
+  static BF concat(const float* x, const int64_t* starts) {
+    if constexpr (simd::is_avx512<Arch> && C == 8) {
+      return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(x + starts[0])), _mm256_loadu_ps(x + starts[1]),
+                                1);
+    } else if constexpr (simd::is_avx512<Arch> && C == 4) {
+      __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(x + starts[0]));
+      v = _mm512_insertf32x4(v, _mm_loadu_ps(x + starts[1]), 1);
+      v = _mm512_insertf32x4(v, _mm_loadu_ps(x + starts[2]), 2);
+      return _mm512_insertf32x4(v, _mm_loadu_ps(x + starts[3]), 3);
+    } else {
+      static_assert(simd::is_avx<Arch> && C == 4, "runs of 4 floats on AVX2, 4 or 8 on AVX-512");
+      return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(x + starts[0])), _mm_loadu_ps(x + starts[1]), 1);
+    }
+  }
+
+  /// The L bits of a bitmask row for columns [c, c + L) (c a multiple of L); bits at or beyond `cols`
+  /// are 0, and no byte past the row's ceil(cols / 8) is read.
+  static uint32_t chunk_bits(const uint8_t* row, int64_t c, int64_t cols) {
+    uint32_t b;
+    if constexpr (L == 16) {
+      b = row[c / 8];
+      if (c + 8 < cols) b |= static_cast<uint32_t>(row[c / 8 + 1]) << 8;
+    } else if constexpr (L == 8) {
+      b = row[c / 8];
+    } else {
+      b = (row[c / 8] >> (c % 8)) & 0xfu;
+    }
+    const int64_t valid = cols - c;
+    return valid >= L ? b : b & ((1u << valid) - 1u);
+  }
+};
+
+/// Sparse-linear kernels of one ISA (the order they reproduce is documented at kernels::sparse_linear).
+/// Batch 1: 32 / L accumulators hold the 32 partial sums. nm and bitmask go L columns at a time, the
+/// chunk's values expanded into the lanes of their columns; csr and bsr go L stored values at a time,
+/// with the inputs gathered (csr) or loaded as runs of the blocks' columns (bsr). Batch >= 2: lanes are
+/// batch columns of the transposed input; each stored value is broadcast and multiplied with one input
+/// row (up to 4 vectors of lanes per pass; blocks of r > 1 rows reuse the input row r times).
+template <class Arch>
+struct SparseLinear {
+  using S = SparseLanes<Arch>;
+  using BF = typename S::BF;
+  using BU = typename S::BU;
+  static constexpr int64_t L = S::L;
+  static constexpr int64_t kParts = 32;
+  static constexpr int64_t kAccs = kParts / L;
+  static constexpr int64_t kTileRows = 16;
+
+  /// Sets the sparse_matvec / sparse_matmul entries of `table`.
+  static void fill(KernelTable& table);
+
+  /// f(std::integral_constant<int64_t, k>{}) for k = 0 .. N - 1, unrolled (so accumulator indices are
+  /// constants and the accumulators stay in registers).
+  template <int64_t N, class F>
+  static void unroll(F&& f) {
+    unroll_impl(f, std::make_integer_sequence<int64_t, N>{});
+  }
+  template <class F, int64_t... K>
+  static void unroll_impl(F& f, std::integer_sequence<int64_t, K...>) {
+    (f(std::integral_constant<int64_t, K>{}), ...);
+  }
+
+  // ---- shared pieces --------------------------------------------------------------------------------
+
+  /// Calls f(I{}) with the C++ type of an index part (u8, i16 or i32).
+  template <class F>
+  static void with_index(DType dtype, F&& f) {
+    if (dtype == DType::u8) {
+      f(uint8_t{});
+    } else if (dtype == DType::i16) {
+      f(int16_t{});
+    } else {
+      f(int32_t{});
+    }
+  }
+
+  /// The pairwise sum of the 32 partial sums held by acc[kAccs] (partial a L + l in lane l of acc[a]):
+  /// p[j] += p[j + h] for h = 16, ..., 1, as the reference halves them.
+  static float reduce(BF* acc) {
+    for (int64_t h = kAccs / 2; h >= 1; h /= 2) {
+      for (int64_t a = 0; a < h; ++a) acc[a] = acc[a] + acc[a + h];
+    }
+    return S::halve_lanes(acc[0]);
+  }
+
+  /// The 32-partial dot product of values[0, count) with inputs xv(t, valid) (the L inputs of terms
+  /// t .. t + L, of which the first `valid` are used: xv must not read beyond them). Term t goes to
+  /// partial t % 32; the last, partial cycle is done with masked lanes.
+  template <class V, class XV>
+  static float dot(const V* values, int64_t count, XV&& xv) {
+    BF acc[kAccs];
+    for (int64_t a = 0; a < kAccs; ++a) acc[a] = BF(0.0f);
+    int64_t t = 0;
+    for (; t + kParts <= count; t += kParts) {
+      S::prefetch_ahead(values + t, kParts * static_cast<int64_t>(sizeof(V)));
+      unroll<kAccs>([&](auto a) { acc[a] = acc[a] + S::mul(S::load(values + t + a * L), xv(t + a * L, L)); });
+    }
+    const int64_t rem = count - t;
+    if (rem > 0) {
+      unroll<kAccs>([&](auto a) {
+        const int64_t base = a * L;
+        if (base >= rem) return;
+        const int64_t valid = S::imin(L, rem - base);
+        const BF v = valid == L ? S::load(values + t + base) : S::load_partial(values + t + base, valid);
+        acc[a] = xsimd::select(S::lanes_below(valid), acc[a] + S::mul(v, xv(t + base, valid)), acc[a]);
+      });
+    }
+    return reduce(acc);
+  }
+
+  /// The pairwise sum of p[0, parts), plus the bias.
+  static float finish(float* p, int64_t parts, const float* bias, int64_t i) {
+    for (int64_t h = parts / 2; h >= 1; h /= 2) {
+      for (int64_t j = 0; j < h; ++j) p[j] = p[j] + p[j + h];
+    }
+    return bias != nullptr ? p[0] + bias[i] : p[0];
+  }
+
+  /// Left-packs x[c] for the set bits c < cols of a bitmask row into xs; returns how many (xs holds
+  /// cols + L floats).
+  static int64_t pack_row(const float* x, const uint8_t* row, int64_t cols, float* xs) {
+    int64_t k = 0, c = 0;
+    for (; c + L <= cols; c += L) {
+      const uint32_t b = S::chunk_bits(row, c, cols);
+      S::left_pack(x + c, b, xs + k);
+      k += S::popcount(b);
+    }
+    if (c < cols) {
+      alignas(64) float tail[L] = {};
+      for (int64_t j = 0; c + j < cols; ++j) tail[j] = x[c + j];
+      const uint32_t b = S::chunk_bits(row, c, cols);
+      S::left_pack(tail, b, xs + k);
+      k += S::popcount(b);
+    }
+    return k;
+  }
+
+  /// The 64 bits of a bitmask row for columns [c, c + 64), zero past `cols` (reads no byte past the row).
+  static uint64_t word_at(const uint8_t* row, int64_t c, int64_t cols) {
+    uint64_t w = 0;
+    if (c + 64 <= cols) {
+      std::memcpy(&w, row + c / 8, 8);
+      return w;
+    }
+    std::memcpy(&w, row + c / 8, static_cast<size_t>((cols - c + 7) / 8));
+    return w & ((uint64_t{1} << (cols - c)) - 1);
+  }
+
+  // ---- batch 1 --------------------------------------------------------------------------------------
+
+  /// nm: slots in order (partial t % 32). When every L columns hold exactly L/2 (AVX2, AVX-512) or
+  /// L/4 (AVX-512) slots, the inputs are compressed in registers, two or four chunks making one vector
+  /// of slots; otherwise they are left-packed into `scratch` first.
+  template <class V>
+  static void matvec_nm(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
+                        int64_t row1, float* scratch) {
+    const V* values = static_cast<const V*>(w.values);
+    const int64_t cols = w.cols, row_bytes = (cols + 7) / 8, slots = cols / w.m * w.n;
+    // Slots per L columns, when whole groups fill a chunk (m <= L).
+    const int64_t per_chunk = w.m <= L ? w.n * L / w.m : 0;
+    for (int64_t i = row0; i < row1; ++i) {
+      const uint8_t* row = w.bitmask + i * row_bytes;
+      const V* vals = values + i * slots;
+      float sum;
+      if constexpr (L == 16) {
+        if (w.n == 2 && w.m == 4) {
+          sum = nm_compressed<V, 2, true>(vals, row, cols, slots, x);
+          y[i] = bias != nullptr ? sum + bias[i] : sum;
+          continue;
+        }
+      }
+      if constexpr (L >= 8) {
+        if (per_chunk == L / 2) {
+          sum = nm_compressed<V, 2>(vals, row, cols, slots, x);
+          y[i] = bias != nullptr ? sum + bias[i] : sum;
+          continue;
+        }
+      }
+      if constexpr (L == 16) {
+        if (per_chunk == L / 4) {
+          sum = nm_compressed<V, 4>(vals, row, cols, slots, x);
+          y[i] = bias != nullptr ? sum + bias[i] : sum;
+          continue;
+        }
+      }
+      const int64_t kept = pack_row(x, row, cols, scratch);
+      sum = dot(vals, S::imin(kept, slots), [&](int64_t t, int64_t) { return BF::load_unaligned(scratch + t); });
+      y[i] = bias != nullptr ? sum + bias[i] : sum;
+    }
+  }
+
+  /// One nm row whose every L columns hold L / K slots: K compressed chunks make a vector of L slots.
+  /// The slots after the last whole group of K chunks are added in scalar code.
+  template <class V, int K, bool TwoOfFour = false>
+  static float nm_compressed(const V* vals, const uint8_t* row, int64_t cols, int64_t slots, const float* x) {
+    constexpr int64_t kSpan = K * L;  // columns per vector of slots
+    BF acc[kAccs];
+    for (int64_t a = 0; a < kAccs; ++a) acc[a] = BF(0.0f);
+    auto vector_at = [&](int64_t c) {
+      if constexpr (TwoOfFour) {
+        uint32_t bits;
+        std::memcpy(&bits, row + c / 8, 4);
+        return S::select_24(x + c, bits);
+      }
+      const uint64_t bits = word_at(row, c, cols);  // kSpan <= 64 columns
+      BF part[K];
+      for (int k = 0; k < K; ++k) {
+        const uint32_t m = static_cast<uint32_t>(bits >> (k * L)) & ((1u << L) - 1u);
+        part[k] = S::compress(BF::load_unaligned(x + c + k * L), m);
+      }
+      if constexpr (K == 2) {
+        return S::join_halves(part[0], part[1]);
+      } else {
+        return S::join_quarters(part[0], part[1], part[2], part[3]);
+      }
+    };
+    int64_t c = 0, t = 0;
+    for (; c + kAccs * kSpan <= cols; c += kAccs * kSpan, t += kParts) {
+      S::prefetch_ahead(vals + t, kParts * static_cast<int64_t>(sizeof(V)));
+      if (c % 512 == 0) S::prefetch_ahead(row + c / 8, 64);
+      for (int64_t a = 0; a < kAccs; ++a) acc[a] = acc[a] + S::mul(S::load(vals + t + a * L), vector_at(c + a * kSpan));
+    }
+    alignas(64) float p[kParts];
+    for (int64_t a = 0; a < kAccs; ++a) acc[a].store_aligned(p + a * L);
+    // The rest: slot t at the t-th set bit from column c on.
+    for (; c < cols && t < slots; c += 64) {
+      for (uint64_t b = word_at(row, c, cols); b != 0 && t < slots; b &= b - 1, ++t) {
+        p[t % kParts] = p[t % kParts] + S::mul(S::value(vals + t), x[c + __builtin_ctzll(b)]);
+      }
+    }
+    return finish(p, kParts, nullptr, 0);
+  }
+
+  /// bitmask: L columns at a time, the chunk's stored values expanded into the lanes of their columns
+  /// and multiplied with the inputs there; only those lanes are added (partial = column % 32). A row
+  /// with more set bits than values left takes its first ones only.
+  template <class V>
+  static void matvec_bitmask(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
+                             int64_t row1, float*) {
+    const V* values = static_cast<const V*>(w.values);
+    const V* end = values + w.nnz;
+    const int64_t cols = w.cols, row_bytes = (cols + 7) / 8;
+    for (int64_t i = row0; i < row1; ++i) {
+      const uint8_t* row = w.bitmask + i * row_bytes;
+      const V* vals = values + S::clamp(S::index_at(w.offsets, DType::i64, i), 0, w.nnz);
+      float sum;
+      if constexpr (L == 4) {
+        sum = bits_scalar(vals, end, row, cols, x);
+      } else {
+        sum = bits_simd(vals, end, row, cols, x);
+      }
+      y[i] = bias != nullptr ? sum + bias[i] : sum;
+    }
+  }
+
+  /// The lowest n set bits of m (only for rows with more set bits than values: out of the hot loop).
+  __attribute__((noinline, cold)) static uint32_t first_bits(uint32_t m, int64_t n) {
+    uint32_t keep = 0;
+    for (int64_t k = 0; k < n && m != 0; ++k, m &= m - 1) keep |= m & (0u - m);
+    return keep;
+  }
+
+  template <class V>
+  static float bits_simd(const V* vals, const V* end, const uint8_t* row, int64_t cols, const float* x) {
+    BF acc[kAccs];
+    for (int64_t a = 0; a < kAccs; ++a) acc[a] = BF(0.0f);
+    // A chunk's values; `guarded` when fewer than 64 values are left (a row may claim more than exist).
+    auto chunk = [&](BF& a, uint32_t m, const BF& xv, bool guarded) {
+      if (guarded && S::popcount(m) > end - vals) m = first_bits(m, end - vals);
+      const BF v = S::expand(vals, m, end);
+      a = xsimd::select(S::lanes_of(m), a + S::mul(v, xv), a);
+      vals += S::popcount(m);
+    };
+    constexpr int64_t kWordChunks = 64 / L;
+    int64_t c = 0;
+    for (; c + 64 <= cols; c += 64) {
+      S::prefetch_ahead(vals, 64 * static_cast<int64_t>(sizeof(V)));
+      if (c % 512 == 0) S::prefetch_ahead(row + c / 8, 64);
+      uint64_t bits;
+      std::memcpy(&bits, row + c / 8, 8);
+      const bool guarded = end - vals < 64;
+      unroll<kWordChunks>([&](auto k) {
+        chunk(acc[k % kAccs], static_cast<uint32_t>(bits >> (k * L)) & ((1u << L) - 1u), BF::load_unaligned(x + c + k * L),
+              guarded);
+      });
+    }
+    if (c < cols) {
+      const uint64_t bits = word_at(row, c, cols);
+      unroll<kWordChunks>([&](auto k) {
+        const int64_t cc = c + k * L;
+        if (cc >= cols) return;
+        alignas(64) float xt[L] = {};
+        std::memcpy(xt, x + cc, static_cast<size_t>(S::imin(L, cols - cc)) * sizeof(float));
+        chunk(acc[k % kAccs], static_cast<uint32_t>(bits >> (k * L)) & ((1u << L) - 1u), BF::load_aligned(xt), true);
+      });
+    }
+    return reduce(acc);
+  }
+
+  /// One bitmask row in scalar code (partial = column % 32).
+  template <class V>
+  static float bits_scalar(const V* vals, const V* end, const uint8_t* row, int64_t cols, const float* x) {
+    float p[kParts] = {};
+    for (int64_t c = 0; c < cols && vals < end; ++c) {
+      if ((row[c / 8] >> (c % 8)) & 1u) p[c % kParts] = p[c % kParts] + S::mul(S::value(vals++), x[c]);
+    }
+    return finish(p, kParts, nullptr, 0);
+  }
+
+  template <class V>
+  static void matvec_csr(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
+                         int64_t row1, float*) {
+    const V* values = static_cast<const V*>(w.values);
+    const uint32_t last = static_cast<uint32_t>(w.cols - 1);
+    with_index(w.indices_dtype, [&](auto tag) {
+      using I = decltype(tag);
+      const I* idx = static_cast<const I*>(w.indices);
+      for (int64_t i = row0; i < row1; ++i) {
+        const int64_t start = S::clamp(S::index_at(w.offsets, w.offsets_dtype, i), 0, w.nnz);
+        const int64_t end = S::clamp(S::index_at(w.offsets, w.offsets_dtype, i + 1), start, w.nnz);
+        const float sum = dot(values + start, end - start, [&](int64_t t, int64_t valid) {
+          if (valid == L) {
+            if ((t * static_cast<int64_t>(sizeof(I))) % 64 == 0) S::prefetch_ahead(idx + start + t, 64);
+            return S::gather(x, S::load_columns(idx + start + t, last));
+          }
+          I tmp[L] = {};
+          std::memcpy(tmp, idx + start + t, static_cast<size_t>(valid) * sizeof(I));
+          return S::gather(x, S::load_columns(tmp, last));
+        });
+        y[i] = bias != nullptr ? sum + bias[i] : sum;
+      }
+    });
+  }
+
+  /// bsr with one-row blocks of C columns: a row's values are its blocks one after the other.
+  template <class V, class I, int64_t C>
+  static void matvec_bsr_rows(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
+                              int64_t row1) {
+    const V* values = static_cast<const V*>(w.values);
+    const I* idx = static_cast<const I*>(w.indices);
+    const int64_t blocks = w.nnz / C, last = w.cols / C - 1;
+    for (int64_t i = row0; i < row1; ++i) {
+      const int64_t start = S::clamp(S::index_at(w.offsets, w.offsets_dtype, i), 0, blocks);
+      const int64_t end = S::clamp(S::index_at(w.offsets, w.offsets_dtype, i + 1), start, blocks);
+      // Inputs of terms t .. t + L: runs of C columns of the blocks there (valid lanes cover whole blocks;
+      // the runs of missing blocks repeat the first one).
+      auto xv = [&](int64_t t, int64_t valid) -> BF {
+        if constexpr (C >= L) {
+          return BF::load_unaligned(x + S::column(idx, start + t / C, last) * C + t % C);
+        } else {
+          constexpr int64_t kRuns = L / C;
+          const int64_t nb = (valid + C - 1) / C;
+          int64_t starts[kRuns];
+          for (int64_t j = 0; j < kRuns; ++j) starts[j] = S::column(idx, start + t / C + (j < nb ? j : 0), last) * C;
+          if constexpr (C == 4 || (C == 8 && L == 16)) {
+            return S::template concat<C>(x, starts);
+          } else {
+            alignas(64) uint32_t lane_idx[L];
+            for (int64_t l = 0; l < L; ++l) lane_idx[l] = static_cast<uint32_t>(starts[l / C] + l % C);
+            return S::gather(x, BU::load_aligned(lane_idx));
+          }
+        }
+      };
+      const float sum = dot(values + start * C, (end - start) * C, xv);
+      y[i] = bias != nullptr ? sum + bias[i] : sum;
+    }
+  }
+
+  /// bsr with r > 1 rows per block: a cycle of G = max(1, 32 / (r c)) blocks holds partial sum g c + e
+  /// of each of the r rows in lane g r c + i c + e; the accumulators live in `acc` (r P floats).
+  template <class V, class I>
+  static void matvec_bsr_blocks(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
+                                int64_t row1) {
+    const V* values = static_cast<const V*>(w.values);
+    const I* idx = static_cast<const I*>(w.indices);
+    const int64_t r = w.block_rows, c = w.block_cols, rc = r * c, blocks = w.nnz / rc, last = w.cols / c - 1;
+    const int64_t g_per = 32 / rc > 1 ? 32 / rc : 1, parts = g_per * c, cycle = g_per * rc;
+    alignas(64) float acc[512];
+    alignas(64) float xbuf[512];
+    for (int64_t br = row0 / r; br < row1 / r; ++br) {
+      const int64_t start = S::clamp(S::index_at(w.offsets, w.offsets_dtype, br), 0, blocks);
+      const int64_t end = S::clamp(S::index_at(w.offsets, w.offsets_dtype, br + 1), start, blocks);
+      for (int64_t f = 0; f < cycle; ++f) acc[f] = 0.0f;
+      int64_t k = start;
+      for (; k + g_per <= end; k += g_per) {
+        for (int64_t g = 0; g < g_per; ++g) {
+          const float* xc = x + S::column(idx, k + g, last) * c;
+          for (int64_t ii = 0; ii < r; ++ii) {
+            for (int64_t e = 0; e < c; ++e) xbuf[g * rc + ii * c + e] = xc[e];
+          }
+        }
+        const V* vals = values + k * rc;
+        for (int64_t f = 0; f < cycle; f += L) {
+          const BF a = BF::load_aligned(acc + f) + S::mul(S::load(vals + f), BF::load_aligned(xbuf + f));
+          a.store_aligned(acc + f);
+        }
+      }
+      for (int64_t g = 0; k < end; ++k, ++g) {
+        const float* xc = x + S::column(idx, k, last) * c;
+        const V* vals = values + k * rc;
+        for (int64_t f = 0; f < rc; ++f) {
+          acc[g * rc + f] = acc[g * rc + f] + S::mul(S::value(vals + f), xc[f % c]);
+        }
+      }
+      for (int64_t ii = 0; ii < r; ++ii) {
+        alignas(64) float p[kParts];
+        for (int64_t j = 0; j < parts; ++j) p[j] = acc[(j / c) * rc + ii * c + j % c];
+        y[br * r + ii] = finish(p, parts, bias, br * r + ii);
+      }
+    }
+  }
+
+  template <class V>
+  static void matvec_bsr(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
+                         int64_t row1, float*) {
+    with_index(w.indices_dtype, [&](auto tag) {
+      using I = decltype(tag);
+      if (w.block_rows == 1) {
+        switch (w.block_cols) {
+          case 1: matvec_bsr_rows<V, I, 1>(w, x, bias, y, row0, row1); break;
+          case 2: matvec_bsr_rows<V, I, 2>(w, x, bias, y, row0, row1); break;
+          case 4: matvec_bsr_rows<V, I, 4>(w, x, bias, y, row0, row1); break;
+          case 8: matvec_bsr_rows<V, I, 8>(w, x, bias, y, row0, row1); break;
+          default: matvec_bsr_rows<V, I, 16>(w, x, bias, y, row0, row1); break;
+        }
+      } else {
+        matvec_bsr_blocks<V, I>(w, x, bias, y, row0, row1);
+      }
+    });
+  }
+
+  // ---- batch >= 2 -----------------------------------------------------------------------------------
+
+  /// One output row over NV vectors of lanes: acc = sum of value * xt[col] in term order, then + bias.
+  template <int NV, class V, class Terms>
+  static void row_pass(Terms&& terms, const float* xt, int64_t ldxt, const float* bias_i, float* out) {
+    BF acc[NV];
+    for (int v = 0; v < NV; ++v) acc[v] = BF(0.0f);
+    terms([&](const V* vp, int64_t col) {
+      const BF wv(S::value(vp));
+      const float* xr = xt + col * ldxt;
+      for (int v = 0; v < NV; ++v) acc[v] = acc[v] + S::mul(wv, BF::load_aligned(xr + v * L));
+    });
+    for (int v = 0; v < NV; ++v) {
+      const BF r = bias_i != nullptr ? acc[v] + BF(*bias_i) : acc[v];
+      r.store_aligned(out + v * L);
+    }
+  }
+
+  /// Rows [row0, row1) in tiles of 16: rows(i0, n, tile) writes lanes [0, lanes) of tile rows 0..n-1,
+  /// which are then transposed into y.
+  template <class Rows>
+  static void tiles(int64_t batch, int64_t ldxt, float* y, int64_t ldy, int64_t row0, int64_t row1, float* tile,
+                    Rows&& rows) {
+    for (int64_t i0 = row0; i0 < row1; i0 += kTileRows) {
+      const int64_t n = S::imin(kTileRows, row1 - i0);
+      rows(i0, n, tile);
+      for (int64_t b = 0; b < batch; ++b) {
+        float* yb = y + b * ldy + i0;
+        for (int64_t ii = 0; ii < n; ++ii) yb[ii] = tile[ii * ldxt + b];
+      }
+    }
+  }
+
+  /// Every output row of a one-row layout: `row_terms(i)` gives the term visitor of row i.
+  template <class V, class RowTerms>
+  static void matmul_rows(const float* xt, int64_t ldxt, int64_t batch, const float* bias, float* y, int64_t ldy,
+                          int64_t row0, int64_t row1, float* tile, RowTerms&& row_terms) {
+    const int64_t lanes = (batch + L - 1) / L * L;
+    tiles(batch, ldxt, y, ldy, row0, row1, tile, [&](int64_t i0, int64_t n, float* t) {
+      for (int64_t ii = 0; ii < n; ++ii) {
+        const int64_t i = i0 + ii;
+        auto terms = row_terms(i);
+        const float* bias_i = bias != nullptr ? bias + i : nullptr;
+        for (int64_t b0 = 0; b0 < lanes; b0 += 4 * L) {
+          float* out = t + ii * ldxt + b0;
+          switch (S::imin(4, (lanes - b0) / L)) {
+            case 4: row_pass<4, V>(terms, xt + b0, ldxt, bias_i, out); break;
+            case 3: row_pass<3, V>(terms, xt + b0, ldxt, bias_i, out); break;
+            case 2: row_pass<2, V>(terms, xt + b0, ldxt, bias_i, out); break;
+            default: row_pass<1, V>(terms, xt + b0, ldxt, bias_i, out); break;
+          }
+        }
+      }
+    });
+  }
+
+  template <class V>
+  static void matmul_bits(const SparseWeight& w, const float* xt, int64_t ldxt, int64_t batch, const float* bias,
+                          float* y, int64_t ldy, int64_t row0, int64_t row1, float* scratch) {
+    const V* values = static_cast<const V*>(w.values);
+    const int64_t row_bytes = (w.cols + 7) / 8;
+    const bool nm = w.layout == SparseLayout::nm;
+    const int64_t slots = nm ? w.cols / w.m * w.n : 0;
+    matmul_rows<V>(xt, ldxt, batch, bias, y, ldy, row0, row1, scratch, [&](int64_t i) {
+      const uint8_t* row = w.bitmask + i * row_bytes;
+      int64_t start, avail;
+      if (nm) {
+        start = i * slots;
+        avail = slots;
+      } else {
+        start = S::clamp(S::index_at(w.offsets, DType::i64, i), 0, w.nnz);
+        avail = w.nnz - start;
+      }
+      const int64_t cols = w.cols;
+      return [=](auto&& f) {
+        int64_t t = 0;
+        for (int64_t c0 = 0; c0 < cols && t < avail; c0 += 64) {
+          uint64_t word = 0;
+          const int64_t nbytes = S::imin(8, (cols - c0 + 7) / 8);
+          std::memcpy(&word, row + c0 / 8, static_cast<size_t>(nbytes));
+          if (cols - c0 < 64) word &= (uint64_t{1} << (cols - c0)) - 1;
+          for (; word != 0 && t < avail; word &= word - 1, ++t) {
+            f(values + start + t, c0 + __builtin_ctzll(word));
+          }
+        }
+      };
+    });
+  }
+
+  template <class V>
+  static void matmul_csr(const SparseWeight& w, const float* xt, int64_t ldxt, int64_t batch, const float* bias,
+                         float* y, int64_t ldy, int64_t row0, int64_t row1, float* scratch) {
+    const V* values = static_cast<const V*>(w.values);
+    const int64_t last = w.cols - 1;
+    with_index(w.indices_dtype, [&](auto tag) {
+      using I = decltype(tag);
+      const I* idx = static_cast<const I*>(w.indices);
+      matmul_rows<V>(xt, ldxt, batch, bias, y, ldy, row0, row1, scratch, [&](int64_t i) {
+        const int64_t start = S::clamp(S::index_at(w.offsets, w.offsets_dtype, i), 0, w.nnz);
+        const int64_t end = S::clamp(S::index_at(w.offsets, w.offsets_dtype, i + 1), start, w.nnz);
+        return [=](auto&& f) {
+          for (int64_t k = start; k < end; ++k) f(values + k, S::column(idx, k, last));
+        };
+      });
+    });
+  }
+
+  /// bsr block row of R rows over NV vectors of lanes: each input row is loaded once for the R rows.
+  template <int R, int NV, class V, class I>
+  static void block_pass(const V* values, const I* idx, int64_t c, int64_t last, int64_t start, int64_t end,
+                         const float* xt, int64_t ldxt, const float* bias, float* out) {
+    BF acc[R][NV];
+    for (int ii = 0; ii < R; ++ii) {
+      for (int v = 0; v < NV; ++v) acc[ii][v] = BF(0.0f);
+    }
+    for (int64_t k = start; k < end; ++k) {
+      const int64_t col0 = S::column(idx, k, last) * c;
+      const V* vals = values + k * R * c;
+      for (int64_t e = 0; e < c; ++e) {
+        const float* xr = xt + (col0 + e) * ldxt;
+        BF xv[NV];
+        for (int v = 0; v < NV; ++v) xv[v] = BF::load_aligned(xr + v * L);
+        for (int ii = 0; ii < R; ++ii) {
+          const BF wv(S::value(vals + ii * c + e));
+          for (int v = 0; v < NV; ++v) acc[ii][v] = acc[ii][v] + S::mul(wv, xv[v]);
+        }
+      }
+    }
+    for (int ii = 0; ii < R; ++ii) {
+      for (int v = 0; v < NV; ++v) {
+        const BF r = bias != nullptr ? acc[ii][v] + BF(bias[ii]) : acc[ii][v];
+        r.store_aligned(out + ii * ldxt + v * L);
+      }
+    }
+  }
+
+  template <int R, class V, class I>
+  static void block_rows(const SparseWeight& w, const float* xt, int64_t ldxt, int64_t batch, const float* bias,
+                         float* y, int64_t ldy, int64_t row0, int64_t row1, float* tile) {
+    constexpr int kMaxNV = 16 / R < 1 ? 1 : 16 / R > 4 ? 4 : 16 / R;
+    const V* values = static_cast<const V*>(w.values);
+    const I* idx = static_cast<const I*>(w.indices);
+    const int64_t c = w.block_cols, blocks = w.nnz / (R * c), last = w.cols / c - 1;
+    const int64_t lanes = (batch + L - 1) / L * L;
+    tiles(batch, ldxt, y, ldy, row0, row1, tile, [&](int64_t i0, int64_t n, float* t) {
+      for (int64_t ii = 0; ii < n; ii += R) {
+        const int64_t br = (i0 + ii) / R;
+        const int64_t start = S::clamp(S::index_at(w.offsets, w.offsets_dtype, br), 0, blocks);
+        const int64_t end = S::clamp(S::index_at(w.offsets, w.offsets_dtype, br + 1), start, blocks);
+        const float* b = bias != nullptr ? bias + br * R : nullptr;
+        for (int64_t b0 = 0; b0 < lanes; b0 += kMaxNV * L) {
+          float* out = t + ii * ldxt + b0;
+          const int64_t nv = S::imin(kMaxNV, (lanes - b0) / L);
+          if (nv == kMaxNV) {
+            block_pass<R, kMaxNV, V, I>(values, idx, c, last, start, end, xt + b0, ldxt, b, out);
+          } else {
+            for (int64_t v = 0; v < nv; ++v) {
+              block_pass<R, 1, V, I>(values, idx, c, last, start, end, xt + b0 + v * L, ldxt, b, out + v * L);
+            }
+          }
+        }
+      }
+    });
+  }
+
+  template <class V>
+  static void matmul_bsr(const SparseWeight& w, const float* xt, int64_t ldxt, int64_t batch, const float* bias,
+                         float* y, int64_t ldy, int64_t row0, int64_t row1, float* scratch) {
+    const V* values = static_cast<const V*>(w.values);
+    with_index(w.indices_dtype, [&](auto tag) {
+      using I = decltype(tag);
+      const I* idx = static_cast<const I*>(w.indices);
+      const int64_t c = w.block_cols, last = w.cols / c - 1;
+      switch (w.block_rows) {
+        case 1: {
+          const int64_t blocks = w.nnz / c;
+          matmul_rows<V>(xt, ldxt, batch, bias, y, ldy, row0, row1, scratch, [&](int64_t i) {
+            const int64_t start = S::clamp(S::index_at(w.offsets, w.offsets_dtype, i), 0, blocks);
+            const int64_t end = S::clamp(S::index_at(w.offsets, w.offsets_dtype, i + 1), start, blocks);
+            return [=](auto&& f) {
+              for (int64_t k = start; k < end; ++k) {
+                const int64_t col0 = S::column(idx, k, last) * c;
+                for (int64_t e = 0; e < c; ++e) f(values + k * c + e, col0 + e);
+              }
+            };
+          });
+          break;
+        }
+        case 2: block_rows<2, V, I>(w, xt, ldxt, batch, bias, y, ldy, row0, row1, scratch); break;
+        case 4: block_rows<4, V, I>(w, xt, ldxt, batch, bias, y, ldy, row0, row1, scratch); break;
+        case 8: block_rows<8, V, I>(w, xt, ldxt, batch, bias, y, ldy, row0, row1, scratch); break;
+        default: block_rows<16, V, I>(w, xt, ldxt, batch, bias, y, ldy, row0, row1, scratch); break;
+      }
+    });
+  }
+
+ private:
+  template <class V>
+  static void set(KernelTable& t, int vi) {
+    t.sparse_matvec[static_cast<int>(SparseLayout::nm)][vi] = &matvec_nm<V>;
+    t.sparse_matvec[static_cast<int>(SparseLayout::bitmask)][vi] = &matvec_bitmask<V>;
+    t.sparse_matvec[static_cast<int>(SparseLayout::csr)][vi] = &matvec_csr<V>;
+    t.sparse_matvec[static_cast<int>(SparseLayout::bsr)][vi] = &matvec_bsr<V>;
+    t.sparse_matmul[static_cast<int>(SparseLayout::nm)][vi] = &matmul_bits<V>;
+    t.sparse_matmul[static_cast<int>(SparseLayout::bitmask)][vi] = &matmul_bits<V>;
+    t.sparse_matmul[static_cast<int>(SparseLayout::csr)][vi] = &matmul_csr<V>;
+    t.sparse_matmul[static_cast<int>(SparseLayout::bsr)][vi] = &matmul_bsr<V>;
+  }
+};
+
+template <class Arch>
+void SparseLinear<Arch>::fill(KernelTable& t) {
+  set<float>(t, 0);
+  set<Half>(t, 1);
+  set<BFloat16>(t, 2);
+}
+
+SPARSITY_EXTERN_KERNEL_FAMILY(SparseLinear)
+
+}  // namespace sparsity::kernels
