@@ -39,9 +39,10 @@ int main(int argc, char** argv) {
       {"test.f64", GgufValue::of(0.1)},
       {"test.bool", GgufValue::of(true)},
       {"tokenizer.ggml.model", GgufValue::of("llama")},
-      {"tokenizer.ggml.tokens",
-       GgufValue::array(std::vector<std::string>{"<unk>", "<s>", "</s>", "\xe2\x96\x81the", "", "\xf0\x9f\x98\x80"})},
-      {"tokenizer.ggml.scores", GgufValue::array(std::vector<float>{0.0f, -1.0f, -1.0f, -2.5f, -3.25f, -1000.0f})},
+      {"tokenizer.ggml.tokens", GgufValue::array(std::vector<std::string>{
+                                    "<unk>", "<s>", "</s>", "\xe2\x96\x81the", "", "\xf0\x9f\x98\x80"})},
+      {"tokenizer.ggml.scores",
+       GgufValue::array(std::vector<float>{0.0f, -1.0f, -1.0f, -2.5f, -3.25f, -1000.0f})},
       {"tokenizer.ggml.token_type", GgufValue::array(std::vector<int32_t>{2, 3, 3, 1, 1, 1})},
       {"tokenizer.ggml.add_bos_token", GgufValue::of(false)},
       {"test.nested", GgufValue::array({GgufValue::array(std::vector<uint8_t>{1, 2, 3}),
@@ -69,7 +70,8 @@ int main(int argc, char** argv) {
         if (e.dtype_name == "F32") {
           bytes.append(reinterpret_cast<const char*>(&x), 4);
         } else if (e.dtype_name == "F16" || e.dtype_name == "BF16") {
-          const uint16_t h = e.dtype_name == "F16" ? sparsity::Half::from_float(x) : sparsity::BFloat16::from_float(x);
+          const uint16_t h =
+              e.dtype_name == "F16" ? sparsity::Half::from_float(x) : sparsity::BFloat16::from_float(x);
           bytes.append(reinterpret_cast<const char*>(&h), 2);
         } else {
           bytes.push_back(static_cast<char>(rng() & 0xff));  // quantized and integer tensors: random bytes
