@@ -7,6 +7,7 @@
 #include <iterator>
 #include <limits>
 #include <numeric>
+#include <type_traits>
 #include <unordered_map>
 
 #include "base/text.hpp"
@@ -295,25 +296,39 @@ struct GgufParser {
     fail_at_file(code, what, where, at_offset(at));
   }
   uint64_t left() const { return size - pos; }
-  void need(uint64_t n, const std::string& what) const {
+  // `what` names the field in a message: text, or a callable making it (only when it is needed, so
+  // the elements of a long array cost no message each).
+  template <class What>
+  static std::string text(const What& what) {
+    if constexpr (std::is_invocable_v<const What&>) {
+      return what();
+    } else {
+      return std::string(what);
+    }
+  }
+  template <class What>
+  void need(uint64_t n, const What& what) const {
     if (n > left()) {
-      fail("truncated: the " + n_str(n) + "-byte " + what + " passes the end of the file (" + n_str(size) +
-               " bytes)",
+      fail("truncated: the " + n_str(n) + "-byte " + text(what) + " passes the end of the file (" +
+               n_str(size) + " bytes)",
            pos);
     }
   }
-  uint64_t read(uint64_t n, const std::string& what) {
+  template <class What>
+  uint64_t read(uint64_t n, const What& what) {
     need(n, what);
     const uint64_t v = load_le(data + pos, n);
     pos += n;
     return v;
   }
   // A length-prefixed string; `what` names it ("key", "tensor name").
-  std::string string(const std::string& what) {
+  template <class What>
+  std::string string(const What& what) {
     const uint64_t at = pos;
-    const uint64_t n = read(8, what + " length");
+    const uint64_t n = read(8, [&] { return text(what) + " length"; });
     if (n > left()) {
-      fail(what + " length " + n_str(n) + " passes the end of the file (" + n_str(left()) + " bytes left)",
+      fail(text(what) + " length " + n_str(n) + " passes the end of the file (" + n_str(left()) +
+               " bytes left)",
            at);
     }
     std::string s(reinterpret_cast<const char*>(data + pos), static_cast<size_t>(n));
@@ -325,24 +340,25 @@ struct GgufParser {
     GgufValue v;
     v.type_ = type;
     if (const uint64_t n = scalar_size(type)) {
-      v.bits_ = read(n, std::string(sparsity::io::to_string(type)) + " value of key " + quote(key));
+      v.bits_ =
+          read(n, [&] { return std::string(sparsity::io::to_string(type)) + " value of key " + quote(key); });
       v.encoded_size_ = n;
       return v;
     }
     if (type == GgufType::string) {
-      v.bytes_ = string("string value of key " + quote(key));
+      v.bytes_ = string([&] { return "string value of key " + quote(key); });
       v.encoded_size_ = 8 + v.bytes_.size();
       return v;
     }
     // An array: element type, count, elements.
     const uint64_t start = pos;
     const uint64_t type_at = pos;
-    const auto et = static_cast<uint32_t>(read(4, "array element type of key " + quote(key)));
+    const auto et = static_cast<uint32_t>(read(4, [&] { return "array element type of key " + quote(key); }));
     if (!valid_type(et))
       fail("unknown GGUF value type " + n_str(et) + " for the elements of key " + quote(key), type_at);
     v.element_type_ = static_cast<GgufType>(et);
     const uint64_t count_at = pos;
-    v.count_ = read(8, "array length of key " + quote(key));
+    v.count_ = read(8, [&] { return "array length of key " + quote(key); });
     const uint64_t min = min_element_bytes(v.element_type_);
     if (v.count_ > left() / min) {
       fail("array of " + n_str(v.count_) + " " + sparsity::io::to_string(v.element_type_) +
@@ -358,7 +374,9 @@ struct GgufParser {
       v.bytes_.assign(reinterpret_cast<const char*>(data + pos), static_cast<size_t>(v.count_ * min));
       pos += v.count_ * min;
     } else {
-      v.elements_.reserve(static_cast<size_t>(v.count_));
+      // A count is bounded by the bytes left, not by the elements that follow: reserve a little and
+      // grow with what is read (nested arrays would otherwise each reserve for the rest of the file).
+      v.elements_.reserve(static_cast<size_t>(std::min<uint64_t>(v.count_, 4096)));
       for (uint64_t i = 0; i < v.count_; ++i) v.elements_.push_back(value(v.element_type_, depth + 1, key));
     }
     v.encoded_size_ = pos - start;
@@ -406,7 +424,7 @@ struct GgufParser {
       if (!keys.emplace(key, static_cast<size_t>(i)).second)
         fail("key " + quote(key) + " appears twice", key_at);
       const uint64_t type_at = pos;
-      const auto t = static_cast<uint32_t>(read(4, "value type of key " + quote(key)));
+      const auto t = static_cast<uint32_t>(read(4, [&] { return "value type of key " + quote(key); }));
       if (!valid_type(t)) fail("unknown GGUF value type " + n_str(t) + " for key " + quote(key), type_at);
       if (key == "general.alignment") alignment_at = type_at;
       GgufValue v = value(static_cast<GgufType>(t), 0, key);
