@@ -2,8 +2,8 @@
  *
  * C99, usable from any language with a C FFI. Every object is an opaque handle; every call returns a
  * sparsity_status and never lets an exception or an abort through: on an error, sparsity_last_error()
- * gives a one-line message naming the offending argument, key, tensor or byte offset. A handle is used
- * by one thread at a time; different handles may be used from different threads.
+ * gives a one-line message naming the offending argument, key, tensor or byte offset. Handles are not
+ * synchronised: calls on one handle, or on handles sharing a model, come from one thread at a time.
  *
  *   float w[2 * 4] = {...};                         // the caller's weights, (out, in) = (2, 4)
  *   int64_t shape[2] = {2, 4};
