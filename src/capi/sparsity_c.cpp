@@ -70,9 +70,9 @@ using sparsity::detail::quote;
 thread_local std::string t_message;
 thread_local const char* t_last = "";
 
-void set_error(const char* message) noexcept {
+void set_error(const char* prefix, const char* message) noexcept {
   try {
-    t_message = sparsity::detail::one_line(message);
+    t_message = sparsity::detail::one_line(std::string(prefix) + message);
     t_last = t_message.c_str();
   } catch (...) {
     t_last = "out of memory (while recording an error)";
@@ -105,16 +105,16 @@ sparsity_status guarded(F&& f) noexcept {
     t_last = "";
     return SPARSITY_OK;
   } catch (const Error& e) {
-    set_error(e.what());
+    set_error("", e.what());
     return status_of(e.code());
   } catch (const std::bad_alloc&) {
-    set_error("out of memory (allocation failed)");
+    set_error("", "out of memory (allocation failed)");
     return SPARSITY_NO_MEMORY;
   } catch (const std::exception& e) {
-    set_error((std::string("internal error: ") + e.what()).c_str());
+    set_error("internal error: ", e.what());
     return SPARSITY_INTERNAL;
   } catch (...) {
-    set_error("internal error: unknown exception");
+    set_error("internal error: ", "unknown exception");
     return SPARSITY_INTERNAL;
   }
 }
