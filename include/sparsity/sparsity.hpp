@@ -27,6 +27,7 @@
 #include "sparsity/io/atomic_file.hpp"
 #include "sparsity/io/tensor_file.hpp"
 #include "sparsity/io/safetensors.hpp"
+#include "sparsity/io/gguf.hpp"
 #include "sparsity/io/checkpoint.hpp"
 #include "sparsity/prune/registry.hpp"
 #include "sparsity/prune/state_file.hpp"

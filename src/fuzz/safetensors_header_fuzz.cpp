@@ -16,8 +16,9 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
                                       : 0;
     volatile uint8_t sink = 0;
     for (const auto& info : infos) {
-      if (info.end > size - 8 - header || info.begin > info.end) __builtin_trap();
-      for (uint64_t i = info.begin; i < info.end; ++i) sink = sink + data[8 + header + i];
+      // parse_header gives offsets into the data buffer.
+      if (info.offset > size - 8 - header || info.size > size - 8 - header - info.offset) __builtin_trap();
+      for (uint64_t i = info.offset; i < info.offset + info.size; ++i) sink = sink + data[8 + header + i];
     }
   } catch (const sparsity::Error& e) {
     if (std::strchr(e.what(), '\n') != nullptr) __builtin_trap();  // messages are one line

@@ -1,4 +1,5 @@
 // The list of tensor file formats open_tensor_file() knows, in the order it tries them.
+#include "sparsity/io/gguf.hpp"
 #include "sparsity/io/safetensors.hpp"
 #include "sparsity/io/tensor_file.hpp"
 
@@ -15,6 +16,8 @@ std::shared_ptr<TensorFile> open_safetensors(const std::string& path) { return S
 
 const std::vector<TensorFormat>& tensor_formats() {
   static const std::vector<TensorFormat> formats = {
+      {"gguf", GgufFile::recognises,
+       [](const std::string& p) -> std::shared_ptr<TensorFile> { return GgufFile::open(p); }},
       {"safetensors", looks_like_safetensors, open_safetensors},
   };
   return formats;
