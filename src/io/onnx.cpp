@@ -13,6 +13,7 @@
 #include <limits>
 #include <map>
 #include <optional>
+#include <set>
 #include <unordered_map>
 #include <utility>
 
@@ -620,13 +621,11 @@ class OnnxWriter final : public TensorWriter {
     if (sync_dir && durable_) sync_directories(directories());
   }
   std::vector<std::string> directories() const override {
-    std::vector<std::string> dirs;
+    std::set<std::string> dirs;
     for (const auto& f : files_) {
-      for (auto& d : f->directories()) {
-        if (std::find(dirs.begin(), dirs.end(), d) == dirs.end()) dirs.push_back(std::move(d));
-      }
+      for (auto& d : f->directories()) dirs.insert(std::move(d));
     }
-    return dirs;
+    return {dirs.begin(), dirs.end()};
   }
 
  private:
@@ -724,10 +723,9 @@ std::shared_ptr<OnnxFile> OnnxFile::open(const std::string& path) {
       if (kinds != 0) fail("data_location is EXTERNAL but the tensor also holds data", r.at);
       std::optional<std::string> location;
       std::optional<uint64_t> offset, length;
-      std::vector<std::string> keys;
+      std::set<std::string> keys;
       for (const auto& [k, v] : r.external) {
-        if (std::find(keys.begin(), keys.end(), k) != keys.end()) fail("external_data key " + quote(k) + " appears twice", r.at);
-        keys.push_back(k);
+        if (!keys.insert(k).second) fail("external_data key " + quote(k) + " appears twice", r.at);
         if (k == "location") location = v;
         if (k == "offset" || k == "length") {
           const auto n = parse_decimal(v);
@@ -933,15 +931,18 @@ std::unique_ptr<TensorWriter> OnnxFile::create_like(const std::string& out) cons
   const Layout& l = *layout_;
   const std::string dir = parent_dir(out);
   const auto out_id = file_id(out);
-  const bool in_place = out_id && file_id(path()) == out_id;
+  const auto model_id = file_id(path());
+  const bool in_place = out_id && model_id == out_id;
+  std::set<FileId> inputs;
+  if (model_id) inputs.insert(*model_id);
+  for (const auto& e : l.external) inputs.insert(e.id);
   // Output files: the model, then each external file under its location beside it.
   std::vector<std::string> paths = {out};
   for (const auto& e : l.external) {
     const std::string p = dir + "/" + e.location;
     if (!in_place) {
       const auto id = file_id(p);
-      if (id && (id == file_id(path()) || std::any_of(l.external.begin(), l.external.end(),
-                                                     [&](const Layout::External& x) { return x.id == *id; }))) {
+      if (id && inputs.count(*id)) {
         throw Error(ErrorCode::InvalidArgument,
                     "the output's external data file " + quote(e.location) +
                         " would replace a file of the input model; write the output into another directory",

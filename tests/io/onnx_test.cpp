@@ -693,6 +693,40 @@ TEST(OnnxWrite, ExternalDataGoesBesideTheOutputUnderItsLocation) {
   EXPECT_EQ(file_bytes(dir + "/m.onnx"), model);
 }
 
+TEST(OnnxWrite, ExternalFilesOfTensorsOutsideTheEntriesAreCarriedOver) {
+  const std::string dir = temp_dir();
+  write_bytes(dir + "/sub.bin", "subgraph data");
+  onnx::ModelProto m = empty_model();
+  auto* g = m.mutable_graph();
+  *g->add_initializer() = f32_tensor("w", {2, 2}, 1.0f);
+  onnx::NodeProto iff = node("If", {"cond"}, {"Y"});
+  auto* branch = iff.add_attribute();
+  branch->set_name("then_branch");
+  branch->set_type(onnx::AttributeProto::GRAPH);
+  onnx::TensorProto* t = branch->mutable_g()->add_initializer();
+  t->set_name("inner");
+  t->set_data_type(onnx::TensorProto::UINT8);
+  t->add_dims(13);
+  t->set_data_location(onnx::TensorProto::EXTERNAL);
+  auto* e = t->add_external_data();
+  e->set_key("location");
+  e->set_value("sub.bin");
+  *g->add_node() = iff;
+  const std::string model = save(m, dir + "/m.onnx");
+  auto f = OnnxFile::open(dir + "/m.onnx");
+  EXPECT_EQ(f->tensors().size(), 1u);  // the subgraph's tensor is not an entry...
+  EXPECT_EQ(f->external_locations(), std::vector<std::string>{"sub.bin"});
+  const std::string out = temp_dir();
+  prune_like(*f, out + "/m.onnx", "w", 4);
+  EXPECT_EQ(file_bytes(out + "/sub.bin"), "subgraph data");  // ...but its file goes with the output
+
+  // Such a location is validated like any other.
+  m.mutable_graph()->mutable_node(0)->mutable_attribute(0)->mutable_g()->mutable_initializer(0)->mutable_external_data(0)->set_value(
+      "../sub.bin");
+  expect_rejected(serialised(m), ErrorCode::InvalidArgument,
+                  {"a tensor outside the main graph's initializers: external data location '../sub.bin'"});
+}
+
 TEST(OnnxWrite, UnpublishedOutputLeavesNothingBehind) {
   const std::string dir = temp_dir();
   external_mlp(dir);
