@@ -57,7 +57,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   try {
     f = sparsity::io::OnnxFile::open(scratch.model);
   } catch (const sparsity::Error& e) {
-    if (std::strchr(e.what(), '\n') != nullptr) __builtin_trap();                  // messages are one line
+    if (std::strchr(e.what(), '\n') != nullptr) __builtin_trap();                   // messages are one line
     if (std::strstr(e.what(), scratch.model.c_str()) == nullptr) __builtin_trap();  // and name the file
     return 0;
   }

@@ -99,17 +99,21 @@ struct ElementType {
   uint32_t bits;  ///< per element; 0 when the size is not fixed (STRING)
   std::optional<DType> dtype;
 };
-// TensorProto.DataType, onnx.proto. DOUBLE is readable but not a DType: only FLOAT, FLOAT16 and BFLOAT16
-// are prunable, every other element type passes through.
+// TensorProto.DataType, onnx.proto. DOUBLE gets no DType so that it is never a pruning target (only FLOAT,
+// FLOAT16 and BFLOAT16 are); the integer types keep theirs (they are never prunable anyway).
 const ElementType kElementTypes[] = {
-    {1, "FLOAT", 32, DType::f32},     {2, "UINT8", 8, DType::u8},        {3, "INT8", 8, DType::i8},
-    {4, "UINT16", 16, {}},            {5, "INT16", 16, {}},              {6, "INT32", 32, DType::i32},
-    {7, "INT64", 64, DType::i64},     {8, "STRING", 0, {}},              {9, "BOOL", 8, DType::bool_},
-    {10, "FLOAT16", 16, DType::f16},  {11, "DOUBLE", 64, {}},            {12, "UINT32", 32, {}},
-    {13, "UINT64", 64, {}},           {14, "COMPLEX64", 64, {}},         {15, "COMPLEX128", 128, {}},
-    {16, "BFLOAT16", 16, DType::bf16}, {17, "FLOAT8E4M3FN", 8, {}},      {18, "FLOAT8E4M3FNUZ", 8, {}},
-    {19, "FLOAT8E5M2", 8, {}},        {20, "FLOAT8E5M2FNUZ", 8, {}},     {21, "UINT4", 4, {}},
-    {22, "INT4", 4, {}},              {23, "FLOAT4E2M1", 4, {}},
+    {1, "FLOAT", 32, DType::f32}, {2, "UINT8", 8, DType::u8},
+    {3, "INT8", 8, DType::i8},    {4, "UINT16", 16, {}},
+    {5, "INT16", 16, {}},         {6, "INT32", 32, DType::i32},
+    {7, "INT64", 64, DType::i64}, {8, "STRING", 0, {}},
+    {9, "BOOL", 8, DType::bool_}, {10, "FLOAT16", 16, DType::f16},
+    {11, "DOUBLE", 64, {}},       {12, "UINT32", 32, {}},
+    {13, "UINT64", 64, {}},       {14, "COMPLEX64", 64, {}},
+    {15, "COMPLEX128", 128, {}},  {16, "BFLOAT16", 16, DType::bf16},
+    {17, "FLOAT8E4M3FN", 8, {}},  {18, "FLOAT8E4M3FNUZ", 8, {}},
+    {19, "FLOAT8E5M2", 8, {}},    {20, "FLOAT8E5M2FNUZ", 8, {}},
+    {21, "UINT4", 4, {}},         {22, "INT4", 4, {}},
+    {23, "FLOAT4E2M1", 4, {}},
 };
 
 const ElementType* element_type(int64_t code) {
@@ -119,15 +123,18 @@ const ElementType* element_type(int64_t code) {
   return nullptr;
 }
 
-bool prunable(const ElementType* t) { return t != nullptr && (t->code == 1 || t->code == 10 || t->code == 16); }
+bool prunable(const ElementType* t) {
+  return t != nullptr && (t->code == 1 || t->code == 10 || t->code == 16);
+}
 
 // ---- the wire format -------------------------------------------------------------------------------
 
-// One message's bytes walked field by field with protobuf's CodedInputStream: the decoder protobuf's own
-// parsers are built on (varints up to 10 bytes, 32-bit tags, groups skipped with a recursion limit), so
-// this walk and the protobuf messages parsed from the same bytes cannot disagree on where a field begins
-// or ends. Every length is checked against the bytes left in the enclosing message before it is used;
-// positions are absolute file offsets.
+// One message's bytes walked field by field with protobuf's CodedInputStream, for the byte offsets the
+// generated classes do not give: protobuf's own decoding of varints (up to 10 bytes), 32-bit tags and
+// skipped fields (groups included, under its recursion limit), rather than a second decoder that could
+// read some edge case differently from the parser that validates the rest of the file (merge_into).
+// Every length is checked against the bytes left in the enclosing message before it is used; positions
+// are absolute file offsets.
 class Walker {
  public:
   Walker(const uint8_t* file, uint64_t begin, uint64_t size, const std::string& path)
@@ -180,12 +187,15 @@ class Walker {
   /// Skips the current field (any wire type), as protobuf skips an unknown field.
   void skip() {
     if (!WireFormat::SkipField(&in_, tag_)) {
-      fail("malformed field " + std::to_string(tag_ >> 3) + " (wire type " + std::to_string(tag_ & 7) + ")", at_);
+      fail("malformed field " + std::to_string(tag_ >> 3) + " (wire type " + std::to_string(tag_ & 7) + ")",
+           at_);
     }
   }
   void expect(uint32_t wire, uint32_t want, std::string_view what) const {
     if (wire != want) {
-      fail(std::string(what) + " has wire type " + std::to_string(wire) + ", expected " + std::to_string(want), at_);
+      fail(
+          std::string(what) + " has wire type " + std::to_string(wire) + ", expected " + std::to_string(want),
+          at_);
     }
   }
 
@@ -237,7 +247,10 @@ void parse_external_entry(Walker& outer, uint64_t off, uint64_t n, const std::st
     if (field == 1 || field == 2) {
       w.expect(wire, kLength, field == 1 ? "external_data key" : "external_data value");
       auto& slot = field == 1 ? key : value;
-      if (slot) w.fail(std::string("external_data entry holds two ") + (field == 1 ? "keys" : "values"), w.field_at());
+      if (slot) {
+        w.fail(std::string("external_data entry holds two ") + (field == 1 ? "keys" : "values"),
+               w.field_at());
+      }
       const auto [o, len] = w.payload("external_data string");
       slot.emplace(reinterpret_cast<const char*>(w.file() + o), len);
     } else {
@@ -257,8 +270,12 @@ void parse_tensor(const uint8_t* file, uint64_t off, uint64_t n, const std::stri
     seen |= 1u << field;
   };
   auto dim = [&](uint64_t v) {
-    if (static_cast<int64_t>(v) < 0) w.fail("negative dimension " + std::to_string(static_cast<int64_t>(v)), w.field_at());
-    if (r.dims.size() == kMaxDims) w.fail("tensor has more than " + std::to_string(kMaxDims) + " dimensions", w.field_at());
+    if (static_cast<int64_t>(v) < 0) {
+      w.fail("negative dimension " + std::to_string(static_cast<int64_t>(v)), w.field_at());
+    }
+    if (r.dims.size() == kMaxDims) {
+      w.fail("tensor has more than " + std::to_string(kMaxDims) + " dimensions", w.field_at());
+    }
     r.dims.push_back(static_cast<int64_t>(v));
   };
   uint32_t field, wire;
@@ -284,7 +301,7 @@ void parse_tensor(const uint8_t* file, uint64_t off, uint64_t n, const std::stri
         r.segment = true;
         w.payload("segment");
         break;
-      case 4:  // float_data
+      case 4:     // float_data
       case 10: {  // double_data
         auto& chunks = field == 4 ? r.float_chunks : r.double_chunks;
         const uint32_t element_wire = field == 4 ? kFixed32 : kFixed64;
@@ -471,17 +488,18 @@ struct ExternalRefs {
 
 struct Parsed {
   std::vector<std::pair<TensorRecord, bool>> tensors;  // record, is a Constant's value
-  onnx::ModelProto model;                                // every field but the graph
-  onnx::GraphProto graph;                                // every field but the initializers
+  onnx::ModelProto model;                              // every field but the graph
+  onnx::GraphProto graph;                              // every field but the initializers
   ExternalRefs other_external;
 };
 
 void parse_model(const uint8_t* file, uint64_t size, const std::string& path, Parsed& out) {
   if (size > kMaxModelBytes) {
-    throw Error(ErrorCode::InvalidArgument,
-                "model file of " + std::to_string(size) +
-                    " bytes exceeds protobuf's 2 GiB limit (larger models keep their weights in external data)",
-                {at_file(path)});
+    throw Error(
+        ErrorCode::InvalidArgument,
+        "model file of " + std::to_string(size) +
+            " bytes exceeds protobuf's 2 GiB limit (larger models keep their weights in external data)",
+        {at_file(path)});
   }
   Walker top(file, 0, size, path);
   std::optional<Chunk> graph;
@@ -496,7 +514,9 @@ void parse_model(const uint8_t* file, uint64_t size, const std::string& path, Pa
       continue;
     }
     top.skip();
-    if (!merge_into(out.model, file, at, top.pos() - at)) top.fail("model field " + std::to_string(field) + " is malformed", at);
+    if (!merge_into(out.model, file, at, top.pos() - at)) {
+      top.fail("model field " + std::to_string(field) + " is malformed", at);
+    }
   }
   if (!graph) top.fail("the model has no graph", size);
 
@@ -520,15 +540,17 @@ void parse_model(const uint8_t* file, uint64_t size, const std::string& path, Pa
       continue;
     }
     g.skip();
-    if (!merge_into(out.graph, file, at, g.pos() - at)) g.fail("graph field " + std::to_string(field) + " is malformed", at);
+    if (!merge_into(out.graph, file, at, g.pos() - at)) {
+      g.fail("graph field " + std::to_string(field) + " is malformed", at);
+    }
   }
 
   // Constant nodes: the `value` attribute's tensor, found again in the node's bytes. Every other tensor
   // of a node (and of its subgraphs) is not an entry, but may name an external data file.
   for (int i = 0; i < out.graph.node_size(); ++i) {
     const onnx::NodeProto& node = out.graph.node(i);
-    const bool constant = node.op_type() == "Constant" && standard_domain(node.domain()) && node.output_size() >= 1 &&
-                          !node.output(0).empty();
+    const bool constant = node.op_type() == "Constant" && standard_domain(node.domain()) &&
+                          node.output_size() >= 1 && !node.output(0).empty();
     std::optional<Chunk> value;
     if (constant) {
       Walker nw(file, nodes[i].offset, nodes[i].size, path);
@@ -598,7 +620,8 @@ class OnnxWriter final : public TensorWriter {
   const std::string& path() const noexcept override { return files_.front()->path(); }
   const std::vector<TensorInfo>& entries() const noexcept override { return entries_; }
   void write(size_t index, uint64_t offset, const void* data, size_t n) override {
-    SPARSITY_CHECK_AT(index < route_.size(), OutOfRange, {at_file(path())}, "entry index ", index, " out of range");
+    SPARSITY_CHECK_AT(index < route_.size(), OutOfRange, {at_file(path())}, "entry index ", index,
+                      " out of range");
     files_[route_[index].first]->write(route_[index].second, offset, data, n);
   }
   void set_durable(bool on) noexcept override {
@@ -657,7 +680,8 @@ std::shared_ptr<OnnxFile> OnnxFile::open(const std::string& path) {
 
   // External files by normalised location, in order of first use.
   std::map<std::string, size_t> file_of;
-  auto external_file = [&](const std::string& raw, const std::string& who, std::optional<uint64_t> at) -> size_t {
+  auto external_file = [&](const std::string& raw, const std::string& who,
+                           std::optional<uint64_t> at) -> size_t {
     const auto loc = normalise_location(raw);
     if (!loc) {
       std::vector<std::string> where = {at_file(path)};
@@ -693,7 +717,9 @@ std::shared_ptr<OnnxFile> OnnxFile::open(const std::string& path) {
     if (!constant && r.name.empty()) fail("initializer without a name", r.at);
     if (r.segment) fail("segmented tensors are not supported", r.at);
     if (r.data_type <= 0) fail("data_type is missing or UNDEFINED", r.at);
-    if (r.data_location != 0 && r.data_location != 1) fail("unknown data_location " + std::to_string(r.data_location), r.at);
+    if (r.data_location != 0 && r.data_location != 1) {
+      fail("unknown data_location " + std::to_string(r.data_location), r.at);
+    }
     const ElementType* type = element_type(r.data_type);
     const std::string type_name = type ? type->name : "data_type " + std::to_string(r.data_type);
 
@@ -707,13 +733,15 @@ std::shared_ptr<OnnxFile> OnnxFile::open(const std::string& path) {
     if (type != nullptr && type->bits != 0) {
       uint64_t bits = 0;
       if (__builtin_mul_overflow(numel, static_cast<uint64_t>(type->bits), &bits)) {
-        fail("shape " + shape_to_string(r.dims) + " of " + type_name + " overflows a 64-bit byte count", r.at);
+        fail("shape " + shape_to_string(r.dims) + " of " + type_name + " overflows a 64-bit byte count",
+             r.at);
       }
       need = bits / 8 + (bits % 8 != 0);
     }
 
     const int kinds = (r.raw ? 1 : 0) + (!r.float_chunks.empty() || r.float_unpacked) +
-                      (!r.double_chunks.empty() || r.double_unpacked) + static_cast<int>(r.varint_fields.size());
+                      (!r.double_chunks.empty() || r.double_unpacked) +
+                      static_cast<int>(r.varint_fields.size());
     if (kinds > 1) fail("holds its data in more than one field", r.at);
 
     Pending p;
@@ -737,16 +765,17 @@ std::shared_ptr<OnnxFile> OnnxFile::open(const std::string& path) {
       p.file = external_file(*location, label, r.at) + 1;
       p.offset = offset.value_or(0);
       if (need && length && *length != *need) {
-        fail("external_data length " + std::to_string(*length) + " differs from the " + std::to_string(*need) +
-                 " bytes shape " + shape_to_string(r.dims) + " of " + type_name + " needs",
+        fail("external_data length " + std::to_string(*length) + " differs from the " +
+                 std::to_string(*need) + " bytes shape " + shape_to_string(r.dims) + " of " + type_name +
+                 " needs",
              r.at);
       }
       p.info.size = need.value_or(length.value_or(0));
       if (!need) skip_reason = type_name + " data";
     } else if (r.raw) {
       if (need && r.raw->size != *need) {
-        fail("raw_data holds " + std::to_string(r.raw->size) + " bytes, shape " + shape_to_string(r.dims) + " of " +
-                 type_name + " needs " + std::to_string(*need),
+        fail("raw_data holds " + std::to_string(r.raw->size) + " bytes, shape " + shape_to_string(r.dims) +
+                 " of " + type_name + " needs " + std::to_string(*need),
              r.raw->offset);
       }
       if (!need) skip_reason = type_name + " data";
@@ -769,15 +798,19 @@ std::shared_ptr<OnnxFile> OnnxFile::open(const std::string& path) {
         p.info.size = chunks[0].size;
       }
     } else if (!r.varint_fields.empty()) {
-      skip_reason = type_name + " stored as " + (r.varint_fields[0] == "string_data" ? "strings" : "varints") +
-                    " in " + r.varint_fields[0];
+      skip_reason = type_name + " stored as " +
+                    (r.varint_fields[0] == "string_data" ? "strings" : "varints") + " in " +
+                    r.varint_fields[0];
     } else {
       if (!need || *need != 0) fail("holds no data for its shape " + shape_to_string(r.dims), r.at);
       p.offset = r.at;  // an empty tensor: no bytes
     }
     // Types a TensorInfo cannot describe element by element pass through as bytes.
-    if (type == nullptr) skip_reason = "unknown data_type " + std::to_string(r.data_type);
-    else if (skip_reason.empty() && type->bits % 8 != 0) skip_reason = type_name + " (4-bit) data";
+    if (type == nullptr) {
+      skip_reason = "unknown data_type " + std::to_string(r.data_type);
+    } else if (skip_reason.empty() && type->bits % 8 != 0) {
+      skip_reason = type_name + " (4-bit) data";
+    }
     if (!skip_reason.empty()) {
       f->skipped_.push_back({r.name, skip_reason});
       continue;
@@ -816,21 +849,22 @@ std::shared_ptr<OnnxFile> OnnxFile::open(const std::string& path) {
     const int fd = ::open(e.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     if (fd < 0) {
       throw Error(errno == ENOENT ? ErrorCode::NotFound : ErrorCode::Io,
-                  "cannot open external data file " + quote(e.location) + ": " + std::strerror(errno), {at_file(path)});
+                  "cannot open external data file " + quote(e.location) + ": " + std::strerror(errno),
+                  {at_file(path)});
     }
     struct stat st {};
     const bool ok = ::fstat(fd, &st) == 0;
     ::close(fd);
     if (!ok || !S_ISREG(st.st_mode)) {
-      throw Error(ErrorCode::InvalidArgument, "external data file " + quote(e.location) + " is not a regular file",
-                  {at_file(path)});
+      throw Error(ErrorCode::InvalidArgument,
+                  "external data file " + quote(e.location) + " is not a regular file", {at_file(path)});
     }
     e.size = static_cast<uint64_t>(st.st_size);
     e.id = {static_cast<uint64_t>(st.st_dev), static_cast<uint64_t>(st.st_ino)};
     const auto model_id = file_id(path);
     if (model_id && *model_id == e.id) {
-      throw Error(ErrorCode::InvalidArgument, "external data location " + quote(e.location) + " names the model file",
-                  {at_file(path)});
+      throw Error(ErrorCode::InvalidArgument,
+                  "external data location " + quote(e.location) + " names the model file", {at_file(path)});
     }
     if (auto [it, fresh] = by_id.emplace(e.id, k); !fresh) {
       throw Error(ErrorCode::InvalidArgument,
@@ -845,8 +879,8 @@ std::shared_ptr<OnnxFile> OnnxFile::open(const std::string& path) {
     if (p.offset > e.size || p.info.size > e.size - p.offset) {
       throw Error(ErrorCode::OutOfRange,
                   "data of " + quote(p.info.name) + " (" + std::to_string(p.info.size) + " bytes at offset " +
-                      std::to_string(p.offset) + ") lies past the end of external data file " + quote(e.location) +
-                      " (" + std::to_string(e.size) + " bytes)",
+                      std::to_string(p.offset) + ") lies past the end of external data file " +
+                      quote(e.location) + " (" + std::to_string(e.size) + " bytes)",
                   {at_file(path), at_offset(p.at)});
     }
   }
@@ -860,10 +894,11 @@ std::shared_ptr<OnnxFile> OnnxFile::open(const std::string& path) {
     const Pending& a = *order[i - 1];
     const Pending& b = *order[i];
     if (a.file == b.file && a.info.size != 0 && b.info.size != 0 && b.offset < a.offset + a.info.size) {
-      throw Error(ErrorCode::InvalidArgument,
-                  "data of tensors " + quote(a.info.name) + " and " + quote(b.info.name) + " overlap" +
-                      (a.file ? " in external data file " + quote(layout->external[a.file - 1].location) : ""),
-                  {at_file(path), at_offset(b.at)});
+      throw Error(
+          ErrorCode::InvalidArgument,
+          "data of tensors " + quote(a.info.name) + " and " + quote(b.info.name) + " overlap" +
+              (a.file ? " in external data file " + quote(layout->external[a.file - 1].location) : ""),
+          {at_file(path), at_offset(b.at)});
     }
   }
 
@@ -883,9 +918,13 @@ void OnnxFile::map_external_files() {
   auto& ext = layout_->external;
   if (ext.empty()) return;
   const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
-  auto round_up = [&](uint64_t n, uint64_t* out) { return !__builtin_add_overflow(n, page - 1, out) && ((*out &= ~(page - 1)), true); };
+  auto round_up = [&](uint64_t n, uint64_t* out) {
+    return !__builtin_add_overflow(n, page - 1, out) && ((*out &= ~(page - 1)), true);
+  };
   uint64_t model_span = 0, total = 0;
-  if (!round_up(size_, &model_span)) throw Error(ErrorCode::OutOfRange, "model too large to map", {at_file(path())});
+  if (!round_up(size_, &model_span)) {
+    throw Error(ErrorCode::OutOfRange, "model too large to map", {at_file(path())});
+  }
   total = model_span;
   for (auto& e : ext) {
     e.view_offset = total;
@@ -897,7 +936,10 @@ void OnnxFile::map_external_files() {
   }
   // Reserve the whole range, move the model's mapping to its start, map each file after it.
   void* base = ::mmap(nullptr, total, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
-  if (base == MAP_FAILED) throw Error(ErrorCode::Io, std::string("cannot map external data: ") + std::strerror(errno), {at_file(path())});
+  if (base == MAP_FAILED) {
+    throw Error(ErrorCode::Io, std::string("cannot map external data: ") + std::strerror(errno),
+                {at_file(path())});
+  }
   uint8_t* view = static_cast<uint8_t*>(base);
   tail_ = view + model_span;  // owned from here on, unmapped by the destructor
   tail_size_ = total - model_span;
@@ -917,13 +959,21 @@ void OnnxFile::map_external_files() {
     const int fd = ::open(e.path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK);
     struct stat st {};
     const bool same = fd >= 0 && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
-                      static_cast<uint64_t>(st.st_size) == e.size && static_cast<uint64_t>(st.st_dev) == e.id.first &&
+                      static_cast<uint64_t>(st.st_size) == e.size &&
+                      static_cast<uint64_t>(st.st_dev) == e.id.first &&
                       static_cast<uint64_t>(st.st_ino) == e.id.second;
-    void* m = same ? ::mmap(view + e.view_offset, e.size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) : MAP_FAILED;
+    void* m =
+        same ? ::mmap(view + e.view_offset, e.size, PROT_READ, MAP_PRIVATE | MAP_FIXED, fd, 0) : MAP_FAILED;
     const std::string err = std::strerror(errno);
     if (fd >= 0) ::close(fd);
-    if (!same) throw Error(ErrorCode::Io, "external data file " + quote(e.location) + " changed while opened", {at_file(path())});
-    if (m == MAP_FAILED) throw Error(ErrorCode::Io, "cannot map external data file " + quote(e.location) + ": " + err, {at_file(path())});
+    if (!same) {
+      throw Error(ErrorCode::Io, "external data file " + quote(e.location) + " changed while opened",
+                  {at_file(path())});
+    }
+    if (m == MAP_FAILED) {
+      throw Error(ErrorCode::Io, "cannot map external data file " + quote(e.location) + ": " + err,
+                  {at_file(path())});
+    }
   }
 }
 
@@ -949,7 +999,8 @@ std::unique_ptr<TensorWriter> OnnxFile::create_like(const std::string& out) cons
                     {at_file(p)});
       }
       if (id && id == out_id) {
-        throw Error(ErrorCode::InvalidArgument, "the output's external data file is the output model", {at_file(p)});
+        throw Error(ErrorCode::InvalidArgument, "the output's external data file is the output model",
+                    {at_file(p)});
       }
     }
     paths.push_back(p);
@@ -970,7 +1021,8 @@ std::unique_ptr<TensorWriter> OnnxFile::create_like(const std::string& out) cons
     std::vector<TensorInfo> sorted = per_file[k];
     w->add_file(std::make_unique<FileLayoutWriter>(paths[k], std::move(per_file[k]), size));
     // Bytes of no entry come from the input, in slices whose source pages are dropped once written.
-    std::sort(sorted.begin(), sorted.end(), [](const TensorInfo& a, const TensorInfo& b) { return a.offset < b.offset; });
+    std::sort(sorted.begin(), sorted.end(),
+              [](const TensorInfo& a, const TensorInfo& b) { return a.offset < b.offset; });
     uint64_t cursor = 0;
     auto copy = [&](uint64_t begin, uint64_t end) {
       constexpr uint64_t kSlice = 8u << 20;

@@ -3,7 +3,8 @@
 
 namespace sparsity::io {
 
-std::array<int64_t, 2> stored_block_shape(const TensorInfo& info, std::array<int64_t, 2> torch_block) noexcept {
+std::array<int64_t, 2> stored_block_shape(const TensorInfo& info,
+                                          std::array<int64_t, 2> torch_block) noexcept {
   if (!info.transposed) return torch_block;
   return {torch_block[1], torch_block[0]};
 }

@@ -1,4 +1,5 @@
-// ONNX models: initializers and Constant-node tensors read in place (inline or external data), written around them.
+// ONNX models: initializers and Constant-node tensors read in place (inline or external data), written around
+// them.
 #pragma once
 
 #include <cstdint>
@@ -42,8 +43,8 @@ struct OnnxSkippedTensor {
 /// sparsity::Error naming the file and the byte offset (or the tensor) on the first fault.
 ///
 ///   auto f = sparsity::io::OnnxFile::open("model.onnx");
-///   for (const auto& info : f->tensors()) std::cout << info.name << (info.transposed ? " (in, out)\n" : "\n");
-///   sparsity::Tensor w = f->tensor("fc1.weight");   // read-only view of the mapping
+///   for (const auto& info : f->tensors()) std::cout << info.name << (info.transposed ? " (in, out)\n" :
+///   "\n"); sparsity::Tensor w = f->tensor("fc1.weight");   // read-only view of the mapping
 class OnnxFile : public TensorFile {
  public:
   /// FailedPrecondition naming the path when the build has no ONNX support.

@@ -13,7 +13,8 @@ namespace sparsity::io {
 /// (TensorInfo::transposed, e.g. an ONNX MatMul's (in, out) weight), unchanged otherwise.
 ///
 ///   auto b = sparsity::io::stored_block_shape(info, {1, 4});   // 2:4 along `in`: {4, 1} for MatMul's B
-std::array<int64_t, 2> stored_block_shape(const TensorInfo& info, std::array<int64_t, 2> torch_block) noexcept;
+std::array<int64_t, 2> stored_block_shape(const TensorInfo& info,
+                                          std::array<int64_t, 2> torch_block) noexcept;
 
 /// A 2-D tensor's shape in torch's (out, in) orientation: the stored shape, swapped when transposed.
 /// Shapes of other ranks are returned as stored.
