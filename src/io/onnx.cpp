@@ -520,6 +520,17 @@ void parse_model(const uint8_t* file, uint64_t size, const std::string& path, Pa
   }
   if (!graph) top.fail("the model has no graph", size);
 
+  // Each initializer's header lies next to tensor data, and the kernel may map whole large folios of
+  // it when the header is read: unmap what lies behind the walk as it goes (the pages stay in the page
+  // cache), so opening a model keeps a small resident set. `file` is the page-aligned mapping.
+  const uint64_t page = static_cast<uint64_t>(::sysconf(_SC_PAGESIZE));
+  uint64_t dropped = 0;
+  auto drop_behind = [&](uint64_t pos) {
+    const uint64_t upto = pos / page * page;
+    if (upto - dropped < (uint64_t{1} << 20)) return;
+    ::madvise(const_cast<uint8_t*>(file) + dropped, upto - dropped, MADV_DONTNEED);
+    dropped = upto;
+  };
   Walker g(file, graph->offset, graph->size, path);
   std::vector<Chunk> nodes;
   while (g.next(&field, &wire)) {
@@ -530,6 +541,7 @@ void parse_model(const uint8_t* file, uint64_t size, const std::string& path, Pa
       TensorRecord r;
       parse_tensor(file, o, n, path, r);
       out.tensors.emplace_back(std::move(r), false);
+      drop_behind(o + n);
       continue;
     }
     if (field == 1) {
@@ -663,7 +675,12 @@ class OnnxWriter final : public TensorWriter {
 std::shared_ptr<OnnxFile> OnnxFile::open(const std::string& path) {
   std::shared_ptr<OnnxFile> f(new OnnxFile(path));
   Parsed parsed;
+  // The walk reads a few bytes before each tensor's data: no read-ahead around them.
+  const size_t page = static_cast<size_t>(::sysconf(_SC_PAGESIZE));
+  const size_t mapped = (f->size_ + page - 1) / page * page;
+  if (mapped) ::madvise(const_cast<uint8_t*>(f->map_), mapped, MADV_RANDOM);
   parse_model(f->map_, f->size_, path, parsed);
+  if (mapped) ::madvise(const_cast<uint8_t*>(f->map_), mapped, MADV_NORMAL);
   auto layout = std::make_shared<Layout>();
   layout->model_size = f->size_;
 
@@ -911,6 +928,10 @@ std::shared_ptr<OnnxFile> OnnxFile::open(const std::string& path) {
     layout->place.emplace_back(p->file, p->offset);
   }
   f->index();
+  // What the walk still has mapped (see parse_model) is dropped too.
+  TensorInfo whole;
+  whole.size = f->size_;
+  f->release(whole);
   return f;
 }
 
