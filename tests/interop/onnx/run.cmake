@@ -10,12 +10,18 @@ function(run)
   endif()
 endfunction()
 
+if(NOT EXISTS "${PYTHON}")
+  message(FATAL_ERROR "python3 was not found when this build was configured: run .ci/install-deps")
+endif()
 if(MODE STREQUAL "models")
   file(REMOVE_RECURSE "${WORK}")
   run("${PYTHON}" "${SRC}/make_models.py" "${WORK}")
   return()
 endif()
 
+if(NOT EXISTS "${NODE}")
+  message(FATAL_ERROR "Node.js was not found when this build was configured: run .ci/install-deps")
+endif()
 if(NOT EXISTS "${SRC}/node_modules/onnxruntime-node/package.json")
   message(FATAL_ERROR "onnxruntime-node is not installed in ${SRC}: run .ci/install-deps "
                       "(it runs `npm ci --ignore-scripts` there)")
