@@ -80,3 +80,18 @@ foreach(entry IN LISTS _sparsity_required)
     message(FATAL_ERROR "sparsity: dependency target ${tgt} not found; install the Debian package ${pkg}")
   endif()
 endforeach()
+
+# ONNX models (optional): the ModelProto classes of Debian's libonnx-dev and the protobuf runtime of
+# libprotobuf-dev. Without them the library builds all the same and refuses .onnx files, saying why.
+set(SPARSITY_HAVE_ONNX OFF)
+if(SPARSITY_WITH_ONNX)
+  find_package(Protobuf QUIET)
+  if(Protobuf_FOUND)
+    find_package(ONNX QUIET CONFIG)
+  endif()
+  if(Protobuf_FOUND AND TARGET onnx_proto)
+    set(SPARSITY_HAVE_ONNX ON)
+  else()
+    message(STATUS "sparsity: ONNX support off (install libonnx-dev and libprotobuf-dev to read .onnx models)")
+  endif()
+endif()

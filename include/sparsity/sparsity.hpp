@@ -28,6 +28,8 @@
 #include "sparsity/io/tensor_file.hpp"
 #include "sparsity/io/safetensors.hpp"
 #include "sparsity/io/gguf.hpp"
+#include "sparsity/io/onnx.hpp"
+#include "sparsity/io/orientation.hpp"
 #include "sparsity/io/checkpoint.hpp"
 #include "sparsity/prune/registry.hpp"
 #include "sparsity/prune/state_file.hpp"
