@@ -72,7 +72,8 @@ typedef enum sparsity_dtype {
   SPARSITY_DTYPE_U8 = 5,
   SPARSITY_DTYPE_I8 = 6,
   SPARSITY_DTYPE_I32 = 7,
-  SPARSITY_DTYPE_I64 = 8
+  SPARSITY_DTYPE_I64 = 8,
+  SPARSITY_DTYPE_I16 = 9
 } sparsity_dtype;
 
 /** A contiguous row-major view of memory the caller owns and keeps alive (and unmoved) as long as a

@@ -21,18 +21,16 @@
 #include "sparsity/prune/registry.hpp"
 #include "sparsity/sparsity.h"
 
-// sparsity_dtype numbers the dtypes as sparsity::DType does.
-#define SPARSITY_SAME_DTYPE(c, cpp) static_assert(static_cast<int>(sparsity::DType::cpp) == c, #c)
-SPARSITY_SAME_DTYPE(SPARSITY_DTYPE_F32, f32);
-SPARSITY_SAME_DTYPE(SPARSITY_DTYPE_F64, f64);
-SPARSITY_SAME_DTYPE(SPARSITY_DTYPE_F16, f16);
-SPARSITY_SAME_DTYPE(SPARSITY_DTYPE_BF16, bf16);
-SPARSITY_SAME_DTYPE(SPARSITY_DTYPE_BOOL, bool_);
-SPARSITY_SAME_DTYPE(SPARSITY_DTYPE_U8, u8);
-SPARSITY_SAME_DTYPE(SPARSITY_DTYPE_I8, i8);
-SPARSITY_SAME_DTYPE(SPARSITY_DTYPE_I32, i32);
-SPARSITY_SAME_DTYPE(SPARSITY_DTYPE_I64, i64);
-#undef SPARSITY_SAME_DTYPE
+namespace {
+// The C enum's values are the ABI and never change; the C++ enum may grow in any order.
+constexpr std::pair<int, sparsity::DType> kDTypes[] = {
+    {SPARSITY_DTYPE_F32, sparsity::DType::f32}, {SPARSITY_DTYPE_F64, sparsity::DType::f64},
+    {SPARSITY_DTYPE_F16, sparsity::DType::f16}, {SPARSITY_DTYPE_BF16, sparsity::DType::bf16},
+    {SPARSITY_DTYPE_BOOL, sparsity::DType::bool_}, {SPARSITY_DTYPE_U8, sparsity::DType::u8},
+    {SPARSITY_DTYPE_I8, sparsity::DType::i8},   {SPARSITY_DTYPE_I32, sparsity::DType::i32},
+    {SPARSITY_DTYPE_I64, sparsity::DType::i64}, {SPARSITY_DTYPE_I16, sparsity::DType::i16},
+};
+}  // namespace
 
 struct sparsity_tensor {
   sparsity::Tensor tensor;
@@ -253,14 +251,13 @@ sparsity_status sparsity_tensor_create(void* data, sparsity_dtype dtype, const i
     need(out, f, "out");
     *out = nullptr;
     const int d = raw_value(dtype);
-    if (d < SPARSITY_DTYPE_F32 || d > SPARSITY_DTYPE_I64) {
-      fail(ErrorCode::InvalidArgument, std::string(f) + ": unknown dtype " + std::to_string(d));
-    }
+    const auto known = std::find_if(std::begin(kDTypes), std::end(kDTypes), [d](const auto& e) { return e.first == d; });
+    if (known == std::end(kDTypes)) fail(ErrorCode::InvalidArgument, std::string(f) + ": unknown dtype " + std::to_string(d));
     if (ndim > 8)
       fail(ErrorCode::InvalidArgument,
            std::string(f) + ": " + std::to_string(ndim) + " dimensions (at most 8)");
     if (ndim > 0) need(shape, f, "shape");
-    const auto dt = static_cast<sparsity::DType>(d);  // the same numbering
+    const sparsity::DType dt = known->second;
     sparsity::Shape s(shape, shape + ndim);
     uint64_t bytes = sparsity::size_of(dt);
     for (size_t i = 0; i < ndim; ++i) {
