@@ -9,6 +9,7 @@
 
 #include "base/scratch.hpp"
 #include "base/text.hpp"
+#include "kernels/fused.hpp"
 #include "sparsity/kernels/kernels.hpp"
 #include "sparsity/sparsifier/fake_sparsity.hpp"
 
@@ -128,6 +129,13 @@ RowScratch& thread_scratch(int slot) {
   return scratch[slot];
 }
 
+// Keeps the whole-tensor scratch for the next step unless it is unusually large.
+void trim(RowScratch& whole) {
+  constexpr size_t kKeepBytes = size_t{64} << 20;
+  if (whole.bytes.capacity() > kKeepBytes) whole.bytes.release();
+  if (whole.scores.capacity() * sizeof(double) > kKeepBytes) whole.scores.release();
+}
+
 // out[j] = |w[j]| * norm[j] in S, with pruned places (keep[j] == 0, when keep is given) scoring +0.
 template <class T, class S>
 void row_scores(const T* w, const uint8_t* keep, const S* norm, int64_t n, S* out) {
@@ -168,6 +176,31 @@ void select_row(const S* s, int64_t n, int64_t k, uint8_t* selected) {
   }
 }
 
+// Order key of a +0.0 score (kernels' OrderKeys): the key of every place a sticky mask already prunes.
+constexpr uint32_t kZeroKey = 0x80000000u;
+
+// The threshold of the k smallest of n order keys of non-negative (or NaN) scores. When at least k keys
+// are zero keys (the steady state of repeated steps: the mask already prunes k places), the k smallest
+// are the first k zeros; otherwise the radix select of the kernels decides.
+kernels::KeyThreshold<uint32_t> row_threshold(const uint32_t* keys, size_t n, size_t k) {
+  if (n > 0xffffffffu) return kernels::select_threshold_u32(keys, n, k);
+  uint32_t zeros = 0;  // a 32-bit count vectorises better
+  for (size_t j = 0; j < n; ++j) zeros += static_cast<uint32_t>(keys[j] == kZeroKey);  // vectorised
+  if (zeros < k) return kernels::select_threshold_u32(keys, n, k);
+  if (k == 0) return {0, 0};
+  if (zeros == k) return {kZeroKey, n};
+  size_t left = k, j = 0;
+  for (; left > 0; ++j) left -= static_cast<size_t>(keys[j] == kZeroKey);
+  return {kZeroKey, j};
+}
+
+// Whether two packed bit arrays of n elements agree (the unused bits of the last byte are ignored).
+bool same_bits(const uint8_t* a, const uint8_t* b, size_t n) {
+  if (std::memcmp(a, b, n / 8) != 0) return false;
+  const unsigned rest = static_cast<unsigned>(n % 8);
+  return rest == 0 || ((a[n / 8] ^ b[n / 8]) & ((1u << rest) - 1u)) == 0;
+}
+
 // Norms for a weight of `shape` (2-D): 1-D, floating, one per input feature, finite and non-negative.
 void check_norm_values(const Tensor& n, const std::string& fqn, const Shape& shape) {
   const int64_t in = shape.size() == 2 ? shape[1] : -1;
@@ -177,8 +210,10 @@ void check_norm_values(const Tensor& n, const std::string& fqn, const Shape& sha
   SPARSITY_CHECK(n.numel() == in, InvalidArgument, "WandaSparsifier: the activation norms of ", quote(fqn), " have ",
                  n.numel(), " values, but the weight has ", in, " input features (shape ", shape_to_string(shape),
                  ")");
+  const Tensor values = n.to(DType::f64);
+  const double* p = values.data<double>();
   for (int64_t j = 0; j < in; ++j) {
-    const double v = n.get_flat(j);
+    const double v = p[j];
     SPARSITY_CHECK(std::isfinite(v) && v >= 0, InvalidArgument, "WandaSparsifier: activation norm ", j, " of ",
                    quote(fqn), " is ", v, "; norms must be finite and non-negative");
   }
@@ -408,11 +443,93 @@ void WandaSparsifier::update_mask(Module& module, const std::string& tensor_name
                            static_cast<size_t>(cols), keep);
   };
 
+  // k = floor(level * in) per row, computed as the reference does (int(in * ratio)).
+  const int64_t k = std::min<int64_t>(cols, static_cast<int64_t>(st.level * static_cast<double>(cols)));
+  // A group wider than the row is the row itself (its missing places would rank last).
+  const int64_t m = std::min(st.group, cols), zeros = std::min(st.zeros, m);
+  // One selection per tensor: k = round-half-even(level * numel), clamped to [0, numel - 1] (level < 1
+  // here), as WeightNorm's unstructured (1, 1) blocks.
+  const size_t k_tensor = static_cast<size_t>(
+      std::max(0.0, std::min(static_cast<double>(n) - 1.0, std::nearbyint(st.level * static_cast<double>(n)))));
+
+  // Fused path: f32 weights under their own FakeSparsity with an f32, u8 or bool mask. Per row, the scores
+  // |w| * norm go through the flat-tile kernels (which apply the mask): order keys, old mask bits and the
+  // N:M choice in one pass, then the threshold, then the new bits, written only where the row changed.
+  // The same masks as the general path below (tested).
+  const bool flat_groups = mode == Mode::groups && kernels::flat_tiles_supported(m) && cols % m == 0;
+  if (wdt == DType::f32 && apply_own_mask && in_place &&
+      (mdt == DType::f32 || mdt == DType::u8 || mdt == DType::bool_) &&
+      (mode == Mode::row || mode == Mode::tensor || flat_groups)) {
+    const size_t ucols = static_cast<size_t>(cols);
+    const size_t row_bytes = (ucols + 7) / 8;
+    const float* nv = static_cast<const float*>(nbase);
+    const int64_t bc = mode == Mode::groups ? m : 1;
+    const size_t tiles = ucols / static_cast<size_t>(bc);
+    // Scores of row r into s (the mask is applied by the kernel).
+    auto scores_of = [&](int64_t r, float* s) {
+      const float* w = reinterpret_cast<const float*>(wbase) + static_cast<size_t>(r) * ucols;
+      for (size_t j = 0; j < ucols; ++j) s[j] = std::fabs(w[j]) * nv[j];  // vectorised
+    };
+    auto mask_row = [&](int64_t r) { return mbase + static_cast<size_t>(r) * ucols * msz; };
+    auto write_bits = [&](int64_t r, const uint8_t* fresh, const uint8_t* old) {
+      if (same_bits(fresh, old, ucols)) return;
+      kernels::bits_to_mask(fresh, ucols, mdt, out_base + static_cast<size_t>(r) * ucols * msz);
+    };
+    if (mode != Mode::tensor) {
+      for_each_piece([&](int64_t p) {
+        RowScratch& local = thread_scratch(0);
+        // scores [cols] f32 | keys [cols] u32 (as doubles: 8 bytes per pair); old, pruned, new bits.
+        double* store = local.scores.get(ucols);
+        float* s = reinterpret_cast<float*>(store);
+        uint32_t* keys = reinterpret_cast<uint32_t*>(s + ucols);
+        uint8_t* old_bits = local.bytes.get(3 * row_bytes + 8);
+        uint8_t* pruned_bits = old_bits + row_bytes;
+        uint8_t* fresh = pruned_bits + row_bytes;
+        const int64_t r1 = std::min(rows, (p + 1) * piece_rows);
+        for (int64_t r = p * piece_rows; r < r1; ++r) {
+          scores_of(r, s);
+          if (mode == Mode::row) {
+            kernels::flat_tile_scores(s, mask_row(r), mdt, ucols, 1, kernels::Norm::L1, 1, keys, old_bits, nullptr);
+            kernels::flat_tile_mask(keys, ucols, 1, row_threshold(keys, ucols, static_cast<size_t>(k)), 0, nullptr,
+                                    fresh);
+          } else {
+            kernels::flat_tile_scores(s, mask_row(r), mdt, ucols, bc, kernels::Norm::L1, zeros, keys, old_bits,
+                                      pruned_bits);
+            kernels::flat_tile_mask(keys, ucols, bc, {~uint32_t{0}, tiles}, 0, pruned_bits, fresh);
+          }
+          write_bits(r, fresh, old_bits);
+        }
+      });
+      return;
+    }
+    RowScratch& whole = thread_scratch(1);
+    uint32_t* keys = reinterpret_cast<uint32_t*>(whole.scores.get((n + 1) / 2));
+    uint8_t* old_bits = whole.bytes.get(static_cast<size_t>(rows) * row_bytes + 8);
+    for_each_piece([&](int64_t p) {
+      float* s = reinterpret_cast<float*>(thread_scratch(0).scores.get((ucols + 1) / 2));
+      const int64_t r1 = std::min(rows, (p + 1) * piece_rows);
+      for (int64_t r = p * piece_rows; r < r1; ++r) {
+        scores_of(r, s);
+        kernels::flat_tile_scores(s, mask_row(r), mdt, ucols, 1, kernels::Norm::L1, 1,
+                                  keys + static_cast<size_t>(r) * ucols, old_bits + static_cast<size_t>(r) * row_bytes,
+                                  nullptr);
+      }
+    });
+    const kernels::KeyThreshold<uint32_t> threshold = kernels::select_threshold_u32(keys, n, k_tensor);
+    for_each_piece([&](int64_t p) {
+      uint8_t* fresh = thread_scratch(0).bytes.get(row_bytes + 8);
+      const int64_t r1 = std::min(rows, (p + 1) * piece_rows);
+      for (int64_t r = p * piece_rows; r < r1; ++r) {
+        const size_t off = static_cast<size_t>(r) * ucols;
+        kernels::flat_tile_mask(keys + off, ucols, 1, threshold, off, nullptr, fresh);
+        write_bits(r, fresh, old_bits + static_cast<size_t>(r) * row_bytes);
+      }
+    });
+    trim(whole);
+    return;
+  }
+
   if (mode == Mode::row || mode == Mode::groups) {
-    // k = floor(level * in), computed as the reference does (int(in * ratio)).
-    const int64_t k = std::min<int64_t>(cols, static_cast<int64_t>(st.level * static_cast<double>(cols)));
-    // A group wider than the row is the row itself (its missing places would rank last).
-    const int64_t group = std::min(st.group, cols), zeros = std::min(st.zeros, group);
     auto run = [&](auto zero) {
       using S = decltype(zero);
       for_each_piece([&](int64_t p) {
@@ -428,7 +545,7 @@ void WandaSparsifier::update_mask(Module& module, const std::string& tensor_name
           if (mode == Mode::row) {
             select_row(s, cols, k, pruned);
           } else {
-            kernels::tile_smallest(s, std::is_same_v<S, double>, 1, cols, cols, 1, group, zeros, pruned);
+            kernels::tile_smallest(s, std::is_same_v<S, double>, 1, cols, cols, 1, m, zeros, pruned);
           }
           write_row(r, keep, pruned, fresh);
         }
@@ -440,10 +557,6 @@ void WandaSparsifier::update_mask(Module& module, const std::string& tensor_name
       run(0.0f);
     }
   } else {
-    // One selection over the whole tensor: k = round-half-even(level * numel), clamped to [0, numel - 1]
-    // (level < 1 here), as WeightNorm's unstructured (1, 1) blocks.
-    const double raw = std::nearbyint(st.level * static_cast<double>(n));
-    const size_t k = static_cast<size_t>(std::max(0.0, std::min(static_cast<double>(n) - 1.0, raw)));
     RowScratch& whole = thread_scratch(1);
     uint8_t* selected = whole.bytes.get(n);
     double* store = whole.scores.get(f64 ? n : (n + 1) / 2);
@@ -459,9 +572,9 @@ void WandaSparsifier::update_mask(Module& module, const std::string& tensor_name
         }
       });
       if constexpr (std::is_same_v<S, double>) {
-        kernels::select_k_smallest_f64(scores, n, k, selected);
+        kernels::select_k_smallest_f64(scores, n, k_tensor, selected);
       } else {
-        kernels::select_k_smallest_f32(scores, n, k, selected);
+        kernels::select_k_smallest_f32(scores, n, k_tensor, selected);
       }
     };
     if (f64) {
@@ -479,10 +592,7 @@ void WandaSparsifier::update_mask(Module& module, const std::string& tensor_name
         write_row(r, keep, selected + static_cast<size_t>(r) * static_cast<size_t>(cols), fresh);
       }
     });
-    // Keep the whole-tensor scratch for the next step unless it is unusually large.
-    constexpr size_t kKeepBytes = size_t{64} << 20;
-    if (whole.bytes.capacity() > kKeepBytes) whole.bytes.release();
-    if (whole.scores.capacity() * sizeof(double) > kKeepBytes) whole.scores.release();
+    trim(whole);
   }
   if (!in_place) mask.copy_(out_mask);
 }

@@ -506,6 +506,67 @@ TEST(WandaSparsifier, MasksIndependentOfThreadsAndIsa) {
   }
 }
 
+// The fused path (f32 weights, f32/u8/bool masks) equals the general one (f64 mask) step after step on a
+// weight with NaN, infinities, -0.0, ties and zero norms, with levels going down as well as up (more
+// zero scores than k: the first zeros are kept pruned), for every ISA and thread count.
+TEST(WandaSparsifier, FusedPathMatchesGeneralPath) {
+  const int64_t rows = 64, cols = 1024;  // 65536 elements: two threads take part
+  Tensor w = Tensor::empty({rows, cols}, DType::f32);
+  nn::uniform_init_(w, 1.0, 5);
+  float* p = w.mutable_data<float>();
+  const float special[] = {std::nanf(""), INFINITY, -INFINITY, -0.0f, 0.0f, 0.25f, -0.25f};
+  for (int64_t i = 0; i < rows * cols; i += 37) p[i] = special[(i / 37) % 7];
+  for (int64_t i = 5; i < rows * cols; i += 11) p[i] = 0.5f;
+  Tensor n = random_tensor({cols}, 6);
+  for (int64_t j = 0; j < cols; ++j) n.set({j}, j % 13 == 0 ? 0.0 : (j % 7 == 0 ? 2.0 : std::fabs(n.get({j}))));
+  struct Case {
+    WandaOptions opt;
+    std::vector<double> levels;
+  };
+  const Case cases[] = {
+      {WandaOptions(), {0.5, 0.5, 0.3, 0.3, 0.7}},
+      {WandaOptions().comparison(WandaComparison::tensor), {0.5, 0.5, 0.3, 0.7}},
+      {WandaOptions().sparse_block_shape(1, 4).zeros_per_block(2), {1.0, 1.0}},
+      {WandaOptions().sparse_block_shape(1, 2).zeros_per_block(1), {1.0}},
+      {WandaOptions().sparse_block_shape(1, 16).zeros_per_block(9), {1.0, 1.0}},
+  };
+  auto run = [&](const Case& c, DType mdt) {
+    auto model = one_layer(w.clone());
+    WandaSparsifier sp(WandaOptions(c.opt).sparsity_level(c.levels[0]));
+    sp.set_activation_norms("layer.weight", n);
+    auto config = layer_config();
+    config[0].mask = Tensor::ones({rows, cols}, mdt);
+    sp.prepare(model, config);
+    std::vector<std::vector<int>> masks;
+    for (double level : c.levels) {
+      sp.groups()[0].config["sparsity_level"] = level;
+      sp.step();
+      masks.push_back(kept(mask_of_layer(sp, "layer.weight")));
+    }
+    return masks;
+  };
+  for (const Case& c : cases) {
+    std::vector<std::vector<int>> general;
+    {
+      kernels::ScopedIsaOverride scalar(kernels::Isa::scalar);
+      general = run(c, DType::f64);
+    }
+    for (kernels::Isa isa : kernels::available_isas()) {
+      kernels::ScopedIsaOverride force(isa);
+      for (int threads : {1, 2}) {
+        if (threads == 2 && isa != kernels::available_isas().back()) continue;  // the goldens cover the rest
+        kernels::set_num_threads(threads);
+        for (DType mdt : {DType::f32, DType::u8, DType::bool_}) {
+          EXPECT_EQ(run(c, mdt), general) << to_string(mdt) << " mask, isa " << kernels::to_string(isa) << " threads "
+                                          << threads << " block " << c.opt.sparse_block_shape_.second << " "
+                                          << to_string(c.opt.comparison_);
+        }
+      }
+    }
+  }
+  kernels::set_num_threads(1);
+}
+
 // Masks keep dtype and identity for every weight dtype; a user bool mask stays bool; squash keeps the
 // weight's dtype and writes +0.0 at pruned NaN / inf.
 TEST(WandaSparsifier, MasksKeepDtypeAndIdentity) {
