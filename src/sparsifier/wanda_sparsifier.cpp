@@ -241,7 +241,8 @@ void WandaSparsifier::set_activation_norms(const std::string& tensor_fqn, const 
   // Checked against a prepared group of that name now (other names when a group needs them).
   for (const Group& g : groups()) {
     if (g.module == nullptr || (g.tensor_fqn() != tensor_fqn && canonical_fqn(g.config) != tensor_fqn)) continue;
-    check_norm_values(copy, g.tensor_fqn(), mask_of(*g.module, g.tensor_name()).shape());
+    const Shape& shape = mask_of(*g.module, g.tensor_name()).shape();
+    if (shape.size() == 2) check_norm_values(copy, g.tensor_fqn(), shape);  // other ranks: step reports them
   }
   norms_[tensor_fqn] = std::move(copy);
 }
@@ -252,7 +253,7 @@ void WandaSparsifier::set_activation_norms(const NamedList<Tensor>& norms) {
 
 Tensor WandaSparsifier::activation_norms(const std::string& tensor_fqn) const {
   auto it = norms_.find(tensor_fqn);
-  return it == norms_.end() ? Tensor() : it->second;
+  return it == norms_.end() ? Tensor() : it->second.clone();
 }
 
 const Tensor& WandaSparsifier::checked_norms(const Json& config, const Shape& shape, DType dtype) const {

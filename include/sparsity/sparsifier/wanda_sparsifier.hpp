@@ -82,7 +82,7 @@ class WandaSparsifier : public SparsifierCloneable<WandaSparsifier> {
   /// The same for every (tensor fqn, norms) pair, e.g. ActivationNormCollector::norms() or a
   /// safetensors file of norms: `sp.set_activation_norms(io::load_safetensors(path))`.
   void set_activation_norms(const NamedList<Tensor>& norms);
-  /// The norms set for `tensor_fqn` (undefined when none).
+  /// A copy of the norms set for `tensor_fqn` (undefined when none).
   Tensor activation_norms(const std::string& tensor_fqn) const;
 
   /// BaseSparsifier::prepare, after checking every group's options, shape, dtype and norms (so a
