@@ -491,8 +491,14 @@ void WandaSparsifier::update_mask(Module& module, const std::string& tensor_name
           scores_of(r, s);
           if (mode == Mode::row) {
             kernels::flat_tile_scores(s, mask_row(r), mdt, ucols, 1, kernels::Norm::L1, 1, keys, old_bits, nullptr);
-            kernels::flat_tile_mask(keys, ucols, 1, row_threshold(keys, ucols, static_cast<size_t>(k)), 0, nullptr,
-                                    fresh);
+            const kernels::KeyThreshold<uint32_t> t = row_threshold(keys, ucols, static_cast<size_t>(k));
+            // Exactly k zero scores and k pruned places: the zeros are the pruned places (which score 0),
+            // so the row keeps its mask (the steady state of repeated steps).
+            if (t.key == kZeroKey && t.cut == ucols &&
+                ucols - static_cast<size_t>(kernels::count_kept_bits(old_bits, ucols)) == static_cast<size_t>(k)) {
+              continue;
+            }
+            kernels::flat_tile_mask(keys, ucols, 1, t, 0, nullptr, fresh);
           } else {
             kernels::flat_tile_scores(s, mask_row(r), mdt, ucols, bc, kernels::Norm::L1, zeros, keys, old_bits,
                                       pruned_bits);

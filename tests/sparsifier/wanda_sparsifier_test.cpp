@@ -425,6 +425,23 @@ TEST(WandaSparsifier, StickyMasksAndZeroTies) {
   sp.groups()[0].config["sparsity_level"] = 0.0;
   sp.step();
   EXPECT_EQ(kept(mask), (std::vector<int>{1, 1, 1, 1, 1, 1}));
+  // A kept weight that becomes 0 joins the zeros.
+  {
+    auto m = one_layer(Tensor::from_values({5, 1, 4, 3, 2, 6}, {1, 6}));
+    WandaSparsifier s(WandaOptions().sparsity_level(2.0 / 6.0 + 1e-9));
+    s.set_activation_norms("layer.weight", ones_norms(6));
+    s.prepare(m, layer_config());
+    const Tensor mk = mask_of_layer(s, "layer.weight");
+    s.step();
+    EXPECT_EQ(kept(mk), (std::vector<int>{1, 0, 1, 1, 0, 1}));
+    parametrization_original(*m->child("layer"), "weight").set({0, 2}, 0.0);
+    s.groups()[0].config["sparsity_level"] = 0.5;  // k = 3: exactly the three zeros, two of them pruned before
+    s.step();
+    EXPECT_EQ(kept(mk), (std::vector<int>{1, 0, 0, 1, 0, 1}));
+    parametrization_original(*m->child("layer"), "weight").set({0, 3}, 0.0);
+    s.step();  // four zeros, k = 3: the lower three, so column 4 comes back
+    EXPECT_EQ(kept(mk), (std::vector<int>{1, 0, 0, 0, 1, 1}));
+  }
   // Exact zero weights: four zeros, k = 3 prunes the first three.
   EXPECT_EQ(kept(run_once(Tensor::from_values({0, 3, 0, 0, 2, 0}, {1, 6}), ones_norms(6),
                           WandaOptions().sparsity_level(0.5))),
