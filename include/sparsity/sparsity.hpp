@@ -23,6 +23,8 @@
 #include "sparsity/sparsifier/base_sparsifier.hpp"
 #include "sparsity/sparsifier/weight_norm_sparsifier.hpp"
 #include "sparsity/sparsifier/nearly_diagonal_sparsifier.hpp"
+#include "sparsity/sparsifier/activation_norms.hpp"
+#include "sparsity/sparsifier/wanda_sparsifier.hpp"
 #include "sparsity/scheduler/base_scheduler.hpp"
 #include "sparsity/io/atomic_file.hpp"
 #include "sparsity/io/tensor_file.hpp"

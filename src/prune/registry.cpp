@@ -12,6 +12,7 @@
 #include "base/json_strict.hpp"
 #include "base/text.hpp"
 #include "sparsity/sparsifier/nearly_diagonal_sparsifier.hpp"
+#include "sparsity/sparsifier/wanda_sparsifier.hpp"
 #include "sparsity/sparsifier/weight_norm_sparsifier.hpp"
 
 namespace sparsity {
@@ -130,6 +131,10 @@ struct Registry {
                                            true};
     sparsifiers["NearlyDiagonalSparsifier"] = {make_nearly_diagonal, {"nearliness"}, {"nearliness"},
                                                check_nearly_diagonal, false};
+    sparsifiers["WandaSparsifier"] = {WandaSparsifier::from_json,
+                                      {"sparsity_level", "sparse_block_shape", "zeros_per_block", "comparison"},
+                                      {"sparsity_level", "sparse_block_shape", "zeros_per_block", "comparison"},
+                                      WandaSparsifier::check_option, true};
     schedulers["CubicSL"] = {make_cubic, check_cubic};
   }
 };
