@@ -269,13 +269,18 @@ Json stats_json(const sparsity::prune::TensorStats& t) {
             {"sparsity", t.numel ? static_cast<double>(t.zeros) / static_cast<double>(t.numel) : 0.0},
             {"pattern", t.pattern}};
   if (!t.torch_pattern.empty()) j["torch_pattern"] = t.torch_pattern;
+  if (!t.inspected) {
+    j.erase("zeros");
+    j.erase("sparsity");
+  }
   return j;
 }
 
 std::vector<std::string> stats_row(const sparsity::prune::TensorStats& t) {
   std::string pattern = t.pattern;
   if (!t.torch_pattern.empty()) pattern += " (torch's (out, in): " + t.torch_pattern + ")";
-  return {printable(t.name), t.dtype, shape_str(t.shape), percent(t.zeros, t.numel), pattern};
+  return {printable(t.name), t.dtype, shape_str(t.shape), t.inspected ? percent(t.zeros, t.numel) : "-",
+          pattern};
 }
 
 int run_inspect(const std::string& model, bool json) {

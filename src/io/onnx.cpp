@@ -655,12 +655,10 @@ class OnnxWriter final : public TensorWriter {
     files_.front()->publish(/*sync_dir=*/false);
     if (sync_dir && durable_) sync_directories(directories());
   }
-  std::vector<std::string> directories() const override {
-    std::set<std::string> dirs;
-    for (const auto& f : files_) {
-      for (auto& d : f->directories()) dirs.insert(std::move(d));
-    }
-    return {dirs.begin(), dirs.end()};
+  std::vector<std::string> paths() const override {
+    std::vector<std::string> out;
+    for (const auto& f : files_) out.push_back(f->path());
+    return out;
   }
 
  private:

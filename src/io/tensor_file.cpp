@@ -191,7 +191,14 @@ void FileLayoutWriter::write_raw(uint64_t offset, const void* data, size_t n) {
   file_.write(data, n, offset);
 }
 
-std::vector<std::string> FileLayoutWriter::directories() const { return {parent_dir(file_.path())}; }
+std::vector<std::string> TensorWriter::directories() const {
+  std::vector<std::string> dirs;
+  for (const auto& p : paths()) {
+    const std::string d = parent_dir(p);
+    if (std::find(dirs.begin(), dirs.end(), d) == dirs.end()) dirs.push_back(d);
+  }
+  return dirs;
+}
 
 // ---- formats ---------------------------------------------------------------------------------------
 

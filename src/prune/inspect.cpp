@@ -11,7 +11,24 @@
 namespace sparsity::prune {
 namespace {
 
-bool is_float_name(const std::string& d) { return d[0] == 'F' || d == "BF16"; }
+// Whether -0.0 counts as zero: floats by their DType, and the 8-bit float types no Tensor holds
+// (safetensors F8_*, ONNX FLOAT8*) by name.
+bool is_float(const io::TensorInfo& info) {
+  if (info.dtype) return is_floating(*info.dtype);
+  return info.dtype_name.find("F8") != std::string::npos || info.dtype_name.rfind("FLOAT", 0) == 0;
+}
+
+// Bytes per element when the data is an array of fixed-size elements (0 for block-quantized types
+// such as GGUF's Q4_K, whose elements share bytes).
+size_t element_size(const io::TensorInfo& info) {
+  if (info.dtype) return size_of(*info.dtype);
+  const uint64_t n = info.numel();
+  if (n == 0) return 1;
+  for (size_t es : {1, 2, 4, 8}) {
+    if (info.nbytes() == n * es) return es;
+  }
+  return 0;
+}
 
 // 1 where the element is non-zero; a float's sign bit is ignored (-0.0 is zero).
 void nonzero_flags(const uint8_t* p, size_t n, size_t esize, bool is_float, uint8_t* out) {
@@ -149,9 +166,15 @@ CheckpointStats inspect_checkpoint(const std::string& path) {
     s.shape = info.shape;
     s.numel = info.numel();
     const size_t n = static_cast<size_t>(s.numel);
-    const size_t esize = n ? info.nbytes() / n : 1;
+    const size_t esize = element_size(info);
+    if (esize == 0) {
+      s.pattern = "block-quantized (not inspected)";
+      s.inspected = false;
+      out.tensors.push_back(std::move(s));
+      continue;
+    }
     flags.resize(n);
-    if (n) nonzero_flags(e.file->bytes(info), n, esize, is_float_name(info.dtype_name), flags.data());
+    if (n) nonzero_flags(e.file->bytes(info), n, esize, is_float(info), flags.data());
     const uint64_t kept = n ? static_cast<uint64_t>(kernels::count_kept_bytes(flags.data(), n)) : 0;
     s.zeros = s.numel - kept;
     if (info.shape.size() >= 2 && n) {

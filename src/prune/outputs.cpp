@@ -33,7 +33,7 @@ std::optional<Key> key_of(const std::string& path) {
 }  // namespace
 
 Outputs::Outputs(const io::Checkpoint& model, const std::vector<Target>& targets, const OutputPaths& paths)
-    : checkpoint_(model), paths_(paths) {
+    : paths_(paths) {
   // ---- which files the run writes ------------------------------------------------------------------
   if (!paths.output.empty() && io::is_index_path(paths.output) != model.sharded()) {
     refuse(model.sharded() ? "a sharded model needs --output ending in .json (the index; shards are written "
@@ -99,6 +99,19 @@ Outputs::Outputs(const io::Checkpoint& model, const std::vector<Target>& targets
           model.sharded() ? io::parent_dir(paths.output) + "/" + model.shard_names()[s] : paths.output;
       model_.push_back(model.shards()[s]->create_like(path));
       model_.back()->set_durable(paths.durable);
+      // Files a format writes beside the model (an ONNX model's external data) obey the same rules.
+      for (const auto& extra : model_.back()->paths()) {
+        if (extra == path) continue;
+        const auto k = key_of(extra);
+        if (!k) continue;
+        if (auto c = claimed.find(*k); c != claimed.end()) {
+          refuse(c->second + " names a file the output writes beside the model", extra);
+        }
+        if (auto in = inputs.find(*k); in != inputs.end() && !replaces_model) {
+          refuse("--output would overwrite the model's file " + ::sparsity::detail::quote(in->second), extra);
+        }
+        claimed.emplace(*k, "--output");
+      }
     }
   }
   if (!paths.masks.empty()) {

@@ -44,7 +44,6 @@ class Outputs {
   void publish(const SparsifierCheckpoint* state);
 
  private:
-  const io::Checkpoint& checkpoint_;
   OutputPaths paths_;
   std::vector<std::unique_ptr<io::TensorWriter>> model_;
   std::unique_ptr<io::TensorWriter> masks_;

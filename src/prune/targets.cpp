@@ -9,6 +9,7 @@
 #include <unordered_map>
 
 #include "base/text.hpp"
+#include "sparsity/io/orientation.hpp"
 
 namespace sparsity::prune {
 namespace {
@@ -90,7 +91,8 @@ bool nm_width_divides(const Json& defaults, const Json& entry, const io::TensorI
   const int64_t br = (*shape)[0].get<int64_t>(), bc = (*shape)[1].get<int64_t>();
   const auto z = g.find("zeros_per_block");
   if (br != 1 || z == g.end() || z->is_null() || z->get<int64_t>() >= bc) return true;  // not N:M
-  return info.shape.empty() || info.shape.back() % bc == 0;
+  const Shape dims = io::torch_shape(info);  // the input width in torch's (out, in) orientation
+  return dims.empty() || dims.back() % bc == 0;
 }
 
 // "did you mean" for a name the model lacks: its weight when it names a module, else the closest names.
@@ -115,17 +117,28 @@ std::string module_type_of(const io::TensorInfo& info) {
   return "Module";
 }
 
-ModulePtr module_tree(const std::vector<io::CheckpointEntry>& entries) {
+// The name a tensor has in the module tree: its own, or "<name>.weight" for a layer weight the file
+// names without ".weight" (module_tree's `as_layers`).
+std::string tree_name(const io::TensorInfo& info, bool as_layers) {
+  if (as_layers && !info.module_type.empty() && info.module_type != "Module" &&
+      !ends_with_weight(info.name)) {
+    return info.name + ".weight";
+  }
+  return info.name;
+}
+
+ModulePtr module_tree(const std::vector<io::CheckpointEntry>& entries, bool views, bool as_layers) {
   // A module's type comes from its `weight`, known before the module is made (top down).
   std::unordered_map<std::string, std::string> type_of;
   for (const auto& e : entries) {
-    if (ends_with_weight(e.info->name)) type_of.emplace(module_of(e.info->name), module_type_of(*e.info));
+    const std::string name = tree_name(*e.info, as_layers);
+    if (ends_with_weight(name)) type_of.emplace(module_of(name), module_type_of(*e.info));
   }
   auto root = std::make_shared<Module>("Model");
   std::unordered_map<std::string, ModulePtr> modules;  // by fqn
   for (const auto& e : entries) {
     if (!e.info->dtype) continue;
-    const auto parts = parts_of(e.info->name);
+    const auto parts = parts_of(tree_name(*e.info, as_layers));
     if (parts.empty()) continue;
     ModulePtr cur = root;
     std::string fqn;
@@ -146,7 +159,8 @@ ModulePtr module_tree(const std::vector<io::CheckpointEntry>& entries) {
       cur = it->second;
     }
     if (!ok || cur->has_child(parts.back()) || cur->has_tensor(parts.back())) continue;
-    cur->register_parameter(parts.back(), e.file->tensor(e.info->name));
+    cur->register_parameter(parts.back(),
+                            views ? e.file->tensor(e.info->name) : Tensor::empty({0}, *e.info->dtype));
   }
   return root;
 }
@@ -228,9 +242,13 @@ Selection select_targets(const io::Checkpoint& model, const PruneConfig& config,
   }
   if (!config.targets && !config.config) {
     sparsifier.supported_modules() = kinds;
-    for (const auto& entry : sparsifier.make_config_from_model(module_tree(model.entries()))) {
-      const std::string fqn = entry.options.at("tensor_fqn").get<std::string>();
+    for (const auto& entry : sparsifier.make_config_from_model(module_tree(model.entries(), false, true))) {
+      std::string fqn = entry.options.at("tensor_fqn").get<std::string>();
       const io::CheckpointEntry* ce = model.find(fqn);
+      if (ce == nullptr) {  // a layer weight the file names without ".weight" (tree_name)
+        fqn = module_of(fqn);
+        ce = model.find(fqn);
+      }
       if (ce == nullptr || !floating(*ce->info)) continue;
       if (!nm_width_divides(defaults, entry.options, *ce->info)) {
         skip_reason[fqn] = "N:M group width does not divide the input width";
@@ -241,7 +259,7 @@ Selection select_targets(const io::Checkpoint& model, const PruneConfig& config,
             "rank " + std::to_string(ce->info->shape.size()) + " (only 2-D weights can be pruned)";
         continue;
       }
-      add(fqn, entry.options, false);
+      add(fqn, Json{{"tensor_fqn", fqn}}, false);
     }
   }
 

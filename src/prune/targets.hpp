@@ -17,10 +17,13 @@ namespace sparsity::prune {
 std::string module_type_of(const io::TensorInfo& info);
 
 /// The module tree the names of `entries` describe ("a.b.weight" is tensor `weight` of module `a.b`,
-/// typed by module_type_of its weight), each tensor a read-only view of its file. Names that describe no
-/// module (an empty part; a name that is both a tensor and a module) are left out, as are tensors no
-/// Tensor can hold. Built top down, so it costs O(names).
-ModulePtr module_tree(const std::vector<io::CheckpointEntry>& entries);
+/// typed by module_type_of its weight). With `views` each tensor is a read-only view of its file, else
+/// an empty placeholder (enough to choose modules: no data is touched or copied). A tensor the file
+/// itself calls a layer's weight (TensorInfo::module_type) under a name without ".weight", such as an
+/// ONNX exporter's "onnx::MatMul_12", is the `weight` of a module of that whole name when `as_layers`.
+/// Names that describe no module (an empty part; a name that is both a tensor and a module) are left
+/// out, as are tensors no Tensor can hold. Built top down, so it costs O(names).
+ModulePtr module_tree(const std::vector<io::CheckpointEntry>& entries, bool views, bool as_layers);
 
 /// One tensor to prune: its config entry (with "tensor_fqn") and where it lives.
 struct Target {

@@ -6,6 +6,7 @@
 #include <cstring>
 
 #include "sparsity/core/ops.hpp"
+#include "sparsity/io/orientation.hpp"
 #include "sparsity/kernels/kernels.hpp"
 #include "sparsity/scheduler/base_scheduler.hpp"
 
@@ -71,9 +72,21 @@ TensorResult prune_tensor(const Target& target, const PruneConfig& config, const
   // ---- the lifecycle on a view of the tensor ---------------------------------------------------------
   file.prefetch(info);
   res.report.zeros_before = count_zeros(file, info, scratch);
-  const ModulePtr model = module_tree({*target.source});
+  const ModulePtr model = module_tree({*target.source}, /*views=*/true, /*as_layers=*/false);
   auto sparsifier = make_sparsifier(config.sparsifier, config.defaults);
   ConfigEntry entry(target.entry);
+  if (info.transposed) {
+    // Blocks and N:M groups are given in torch's (out, in) orientation; the sparsifier sees the stored
+    // (in, out) layout, so the group's effective block is swapped once, here (a resumed group is the
+    // saved, already stored-layout one).
+    Json block = entry.options.contains("sparse_block_shape")
+                     ? entry.options["sparse_block_shape"]
+                     : sparsifier->defaults().value("sparse_block_shape", Json());
+    if (block.is_array() && block.size() == 2) {
+      const auto stored = io::stored_block_shape(info, {block[0].get<int64_t>(), block[1].get<int64_t>()});
+      entry.options["sparse_block_shape"] = {stored[0], stored[1]};
+    }
+  }
   uint8_t* mask_buffer = scratch.mask.get(std::max<size_t>(n, 1));
   std::memset(mask_buffer, 1, n);
   entry.mask = Tensor::from_blob(static_cast<void*>(mask_buffer), info.shape, DType::u8);

@@ -139,7 +139,7 @@ TEST(PruneEngine, AutoConfigIsMakeConfigFromModelOverTheNames) {
   for (const auto& t : targets) fqns.push_back(t.fqn);
   EXPECT_EQ(fqns,
             (std::vector<std::string>{"dec.0.weight", "dec.1.weight", "enc.fc1.weight", "enc.fc2.weight"}));
-  const ModulePtr tree = module_tree(ckpt.entries());
+  const ModulePtr tree = module_tree(ckpt.entries(), /*views=*/true, /*as_layers=*/true);
   EXPECT_EQ(tree->get_submodule("enc.fc1")->type_name(), "Linear");
   EXPECT_EQ(tree->get_submodule("enc")->type_name(), "Module");
   // The views are the file's bytes, not copies.

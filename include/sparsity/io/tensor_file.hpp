@@ -115,8 +115,11 @@ class TensorWriter {
   /// See AtomicFile::stage().
   virtual void stage() = 0;
   virtual void publish(bool sync_dir = true) = 0;
-  /// Directories publish() put files into (for sync_directories()).
-  virtual std::vector<std::string> directories() const = 0;
+  /// Every file publish() makes appear, path() first (a format may write more than one, e.g. an ONNX
+  /// model's external data).
+  virtual std::vector<std::string> paths() const = 0;
+  /// The directories of paths(), each once (for sync_directories()).
+  std::vector<std::string> directories() const;
   void commit() {
     finish();
     publish();
@@ -140,7 +143,7 @@ class FileLayoutWriter : public TensorWriter {
   void finish() override { file_.finish(); }
   void stage() override { file_.stage(); }
   void publish(bool sync_dir = true) override { file_.publish(sync_dir); }
-  std::vector<std::string> directories() const override;
+  std::vector<std::string> paths() const override { return {file_.path()}; }
 
  private:
   AtomicFile file_;

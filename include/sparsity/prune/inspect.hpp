@@ -27,6 +27,7 @@ struct TensorStats {
   uint64_t zeros = 0;
   std::string pattern;
   std::string torch_pattern;  ///< set for transposed tensors only
+  bool inspected = true;      ///< false for block-quantized data (GGUF Q*, IQ*, ...): no zeros counted
 };
 
 /// What a sparsifier state file (state_file.hpp) holds, when the inspected file is one.
@@ -44,7 +45,7 @@ struct StateStats {
 
 struct CheckpointStats {
   std::vector<TensorStats> tensors;  ///< checkpoint order
-  uint64_t numel = 0;
+  uint64_t numel = 0;                ///< over the inspected tensors
   uint64_t zeros = 0;
   std::optional<StateStats> state;  ///< set when the file is a sparsifier state
 };

@@ -111,10 +111,17 @@ async function main() {
     const opts = { ...config.defaults, ...((config.config || []).find((e) => e.tensor_fqn === name) || {}) };
     const [br, bc] = opts.sparse_block_shape;
     const zeros = opts.zeros_per_block ?? br * bc;
-    // Square blocks are the same tiles in either orientation; other shapes would make this check depend
-    // on how the engine maps torch's (out, in) blocks to an (in, out) weight.
-    if (wt.transposed && br !== bc) throw new Error(`${name}: give a transposed weight square blocks in this test`);
-    const want = weightNormMask(w, wt.shape[0], wt.shape[1], br, bc, opts.sparsity_level, zeros);
+    // Blocks are given in torch's (out, in) orientation: a weight stored (in, out) is pruned as its
+    // transpose, so its mask is computed on the transpose and transposed back.
+    const [rows, cols] = wt.shape;
+    const transpose = (a, r, c) => {
+      const t = new a.constructor(a.length);
+      for (let i = 0; i < r; i++) for (let j = 0; j < c; j++) t[j * r + i] = a[i * c + j];
+      return t;
+    };
+    const want = wt.transposed
+      ? transpose(weightNormMask(transpose(w, rows, cols), cols, rows, br, bc, opts.sparsity_level, zeros), cols, rows)
+      : weightNormMask(w, rows, cols, br, bc, opts.sparsity_level, zeros);
     const got = masks[name]?.data;
     check(got && got.length === want.length && want.every((v, i) => (got[i] !== 0) === (v !== 0)),
           `${name}: the mask differs from WeightNorm's (block ${br}x${bc}, ${zeros} zeros, level ${opts.sparsity_level})`);
