@@ -132,7 +132,7 @@ void print_layers(const sparsity::prune::Report& report, bool per_step) {
 
 // ---- prune --------------------------------------------------------------------------------------------
 struct PruneArgs {
-  std::string model, config, output, masks, state, resume;
+  std::string model, config, output, masks, state, resume, activations;
   int threads = 0;
   bool quiet = false;
   bool no_sync = false;
@@ -232,6 +232,7 @@ int run_prune(const PruneArgs& a) {
   o.masks = a.masks;
   o.state = a.state;
   o.resume = a.resume;
+  o.activations = a.activations;
   o.threads = a.threads;
   o.durable = !a.no_sync;
   Progress progress(!a.quiet);
@@ -475,6 +476,8 @@ int main(int argc, char** argv) {
   prune->add_option("--masks", pa.masks, "Write the masks (U8, 1 kept / 0 pruned) to this .safetensors file");
   prune->add_option("--state", pa.state, "Write the sparsifier state (to continue with --resume)");
   prune->add_option("--resume", pa.resume, "Continue from a state file written by --state");
+  prune->add_option("--activations", pa.activations,
+                    "WandaSparsifier: per-input L2 norms of calibration activations, one 1-D F32 tensor per weight");
   prune->add_option("--threads", pa.threads, "Worker threads (default: every core)")->check(CLI::Range(1, 1024));
   prune
       ->add_option("--sparsity", pa.sparsity,

@@ -12,6 +12,7 @@
 #include "prune/targets.hpp"
 #include "prune/tensor_job.hpp"
 #include "sparsity/io/checkpoint.hpp"
+#include "sparsity/io/orientation.hpp"
 #include "sparsity/kernels/kernels.hpp"
 #include "sparsity/scheduler/base_scheduler.hpp"
 
@@ -125,6 +126,29 @@ Report run(const Options& opt) {
     resumed_parts = resume_parts(resumed, opt.resume, cfg, targets, cfg.steps);
   }
 
+  // WandaSparsifier's inputs: one 1-D F32 norm per target, as long as its input width.
+  std::vector<Tensor> norms(targets.size());
+  const bool wanda = cfg.sparsifier == "WandaSparsifier";
+  SPARSITY_CHECK_AT(opt.activations.empty() || wanda, InvalidArgument, {at_file(opt.activations)},
+                    "activation norms are read by WandaSparsifier only, and the config asks for ", cfg.sparsifier);
+  SPARSITY_CHECK_AT(!wanda || !opt.activations.empty(), InvalidArgument, {at_file(opt.config_where)},
+                    "WandaSparsifier needs the activation norms of its tensors (--activations NORMS.safetensors)");
+  std::shared_ptr<io::TensorFile> norms_file;
+  if (wanda) {
+    norms_file = io::open_tensor_file(opt.activations);
+    for (size_t i = 0; i < targets.size(); ++i) {
+      const io::TensorInfo* n = norms_file->find(targets[i].fqn);
+      const std::vector<std::string> at = {at_file(opt.activations), at_tensor(targets[i].fqn)};
+      SPARSITY_CHECK_AT(n != nullptr, InvalidArgument, at, "no activation norms for tensor ", quote(targets[i].fqn));
+      const Shape dims = io::torch_shape(*targets[i].source->info);
+      const int64_t width = dims.size() == 2 ? dims[1] : -1;
+      SPARSITY_CHECK_AT(n->dtype == DType::f32 && n->shape == Shape{width}, InvalidArgument, at,
+                        "activation norms of ", quote(targets[i].fqn), " must be F32 [", width, "], got ",
+                        n->dtype_name, " ", shape_to_string(n->shape));
+      norms[i] = norms_file->tensor(targets[i].fqn);
+    }
+  }
+
   // ---- 3. per-tensor work --------------------------------------------------------------------------
   // Jobs are every tensor of the model in file order (sequential reads and writes); a target runs the
   // lifecycle, any other tensor is copied.
@@ -170,7 +194,7 @@ Report run(const Options& opt) {
             const size_t ti = t->second;
             TensorSinks sinks{out, shard_index[j], outputs.masks(), ti, outputs.wants_state()};
             results[ti] = prune_tensor(targets[ti], cfg, resumed_parts.empty() ? nullptr : &resumed_parts[ti],
-                                       sinks, scratch[static_cast<size_t>(w)]);
+                                       norms[ti], sinks, scratch[static_cast<size_t>(w)]);
           } else {
             if (e.info->dtype && is_floating(*e.info->dtype)) {
               copied_zeros[j] = count_zeros(*e.file, *e.info, scratch[static_cast<size_t>(w)]);

@@ -9,6 +9,7 @@
 #include "sparsity/io/orientation.hpp"
 #include "sparsity/kernels/kernels.hpp"
 #include "sparsity/scheduler/base_scheduler.hpp"
+#include "sparsity/sparsifier/wanda_sparsifier.hpp"
 
 namespace sparsity::prune {
 namespace {
@@ -59,7 +60,7 @@ std::optional<double> expected_sparsity(const Json& group) {
 }
 
 TensorResult prune_tensor(const Target& target, const PruneConfig& config, const ResumedTensor* resumed,
-                          const TensorSinks& sinks, WorkerScratch& scratch) {
+                          const Tensor& activation_norms, const TensorSinks& sinks, WorkerScratch& scratch) {
   const auto start = std::chrono::steady_clock::now();
   const io::TensorInfo& info = *target.source->info;
   const io::TensorFile& file = *target.source->file;
@@ -90,6 +91,11 @@ TensorResult prune_tensor(const Target& target, const PruneConfig& config, const
   uint8_t* mask_buffer = scratch.mask.get(std::max<size_t>(n, 1));
   std::memset(mask_buffer, 1, n);
   entry.mask = Tensor::from_blob(static_cast<void*>(mask_buffer), info.shape, DType::u8);
+  if (activation_norms.defined()) {
+    auto* wanda = dynamic_cast<WandaSparsifier*>(sparsifier.get());
+    SPARSITY_CHECK(wanda != nullptr, Internal, "activation norms for a ", sparsifier->class_name());
+    wanda->set_activation_norms(target.fqn, activation_norms);
+  }
   sparsifier->prepare(model, std::vector<ConfigEntry>{entry});
   std::unique_ptr<BaseScheduler> scheduler;
   if (!config.scheduler.is_null()) scheduler = make_scheduler(*sparsifier, config.scheduler);

@@ -57,7 +57,8 @@ std::optional<double> expected_sparsity(const Json& group);
 /// in the worker's scratch, `resumed` restored through load_state_dict, `steps` x (step, scheduler
 /// step). The squashed weight (squash_mask's value: the original where the mask keeps it, +0.0 elsewhere)
 /// is streamed slice by slice to `sinks.model`, the 0/1 mask to `sinks.masks`.
+/// `activation_norms`, when defined, is the target's input norms for WandaSparsifier.
 TensorResult prune_tensor(const Target& target, const PruneConfig& config, const ResumedTensor* resumed,
-                          const TensorSinks& sinks, WorkerScratch& scratch);
+                          const Tensor& activation_norms, const TensorSinks& sinks, WorkerScratch& scratch);
 
 }  // namespace sparsity::prune

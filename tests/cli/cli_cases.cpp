@@ -845,17 +845,38 @@ TEST(CliHostile, HeaderWithAMillionTensorsOpensInLinearTime) {
               "\":{\"dtype\":\"U8\",\"shape\":[1],\"data_offsets\":[" + std::to_string(i) + "," +
               std::to_string(i + 1) + "]}";
   }
-  header += "}";
-  write_file(dir + "/big.safetensors", raw_model(header, std::string(static_cast<size_t>(n), '\1')));
+  // One prunable layer after them: 4 x 8 F32 of 1..32, the 16 smallest of which WeightNorm's 1 x 4 blocks
+  // of 0.5 remove by rows 0..1 (block norms grow with the values).
+  header += ",\"a.weight\":{\"dtype\":\"F32\",\"shape\":[4,8],\"data_offsets\":[" + std::to_string(n) + "," +
+            std::to_string(n + 128) + "]}}";
+  std::string data(static_cast<size_t>(n), '\1');
+  for (int i = 0; i < 32; ++i) {
+    const float v = static_cast<float>(i + 1);
+    data.append(reinterpret_cast<const char*>(&v), sizeof v);
+  }
+  write_file(dir + "/big.safetensors", raw_model(header, data));
   const CliRun r = run({"inspect", dir + "/big.safetensors"});
   ASSERT_EQ(r.status, 0) << r.err;
-  EXPECT_NE(r.out.find("total: 1000000 tensors"), std::string::npos);
-  // The prune engine's module tree and job list are linear too (nothing is prunable: every tensor copied).
+  EXPECT_NE(r.out.find("total: 1000001 tensors"), std::string::npos) << r.out;
+  // The prune engine's module tree and job list are linear too (a million tensors copied, one pruned).
   write_file(dir + "/auto.json", R"({"sparsifier": "WeightNormSparsifier"})");
   const CliRun p = run({"prune", dir + "/big.safetensors", "--config", dir + "/auto.json", "--output",
                         dir + "/copy.safetensors", "--quiet", "--no-sync"});
   ASSERT_EQ(p.status, 0) << p.err;
-  EXPECT_EQ(read_file(dir + "/copy.safetensors"), read_file(dir + "/big.safetensors"));
+  const auto out = io::load_safetensors(dir + "/copy.safetensors");
+  ASSERT_EQ(out.size(), static_cast<size_t>(n) + 1);
+  size_t ones = 0;
+  const sparsity::Tensor* a = nullptr;
+  for (const auto& [name, t] : out) {
+    if (name == "a.weight") {
+      a = &t;
+    } else {
+      ones += t.dtype() == sparsity::DType::u8 && t.numel() == 1 && t.data<uint8_t>()[0] == 1;
+    }
+  }
+  EXPECT_EQ(ones, static_cast<size_t>(n));
+  ASSERT_NE(a, nullptr);
+  for (int i = 0; i < 32; ++i) EXPECT_EQ(a->data<float>()[i], i < 16 ? 0.0f : static_cast<float>(i + 1)) << i;
   // A config of a million keys fails at the first unknown one.
   std::string cfg = "{\"sparsifier\": \"WeightNormSparsifier\"";
   for (int i = 0; i < n; ++i) cfg += ",\"k" + std::to_string(i) + "\":0";
@@ -865,6 +886,57 @@ TEST(CliHostile, HeaderWithAMillionTensorsOpensInLinearTime) {
   const CliRun c =
       run({"prune", dir + "/m.safetensors", "--config", dir + "/c.json", "--output", dir + "/o.safetensors"});
   expect_one_error_line(c, 1, "unknown key 'k0'");
+}
+
+// ---- activation-aware pruning ------------------------------------------------------------------------
+// W = [[1 2 3 4] [4 3 2 1]], input norms [4 1 1 1], level 0.5 per row (k = 2): scores [[4 2 3 4] [16 3 2 1]]
+// keep columns {0, 3} of row 0 and {0, 1} of row 1 (magnitude alone would keep {2, 3} and {0, 1}).
+struct WandaCase {
+  std::string dir = fresh_dir();
+  std::string model = dir + "/m.safetensors", config = dir + "/c.json", norms = dir + "/n.safetensors";
+  WandaCase() {
+    io::save_safetensors(model, {{"fc.weight", Tensor::from_values({1, 2, 3, 4, 4, 3, 2, 1}, {2, 4}, DType::f32)}});
+    write_file(config, R"({"sparsifier": "WandaSparsifier", "defaults": {"sparsity_level": 0.5}})");
+  }
+  void write_norms(const Tensor& t, const std::string& name = "fc.weight") {
+    io::save_safetensors(norms, {{name, t}, {"other.weight", Tensor::from_values({1, 2}, DType::f32)}});
+  }
+};
+
+TEST(CliWanda, ActivationNormsDecideWhichWeightsStay) {
+  WandaCase w;
+  w.write_norms(Tensor::from_values({4, 1, 1, 1}, {4}, DType::f32));
+  const CliRun r = run({"prune", w.model, "--config", w.config, "--activations", w.norms, "--output",
+                        w.dir + "/out.safetensors", "--masks", w.dir + "/masks.safetensors", "--quiet"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  const auto masks = io::load_safetensors(w.dir + "/masks.safetensors");
+  ASSERT_EQ(masks.size(), 1u);
+  const std::vector<uint8_t> expected = {1, 0, 0, 1, 1, 1, 0, 0};
+  EXPECT_EQ(std::vector<uint8_t>(masks[0].second.data<uint8_t>(), masks[0].second.data<uint8_t>() + 8), expected);
+  const auto out = io::load_safetensors(w.dir + "/out.safetensors");
+  const std::vector<float> weights = {1, 0, 0, 4, 4, 3, 0, 0};
+  EXPECT_EQ(std::vector<float>(out[0].second.data<float>(), out[0].second.data<float>() + 8), weights);
+}
+
+TEST(CliWanda, MissingOrMisshapenNormsAreNamed) {
+  WandaCase w;
+  const std::vector<std::string> base = {"prune", w.model, "--config", w.config, "--output", w.dir + "/o.safetensors"};
+  auto with = [&](std::vector<std::string> extra) {
+    std::vector<std::string> args = base;
+    args.insert(args.end(), extra.begin(), extra.end());
+    return args;
+  };
+  expect_one_error_line(run(base), 1, "--activations");
+  w.write_norms(Tensor::from_values({1, 1, 1}, {3}, DType::f32));
+  expect_one_error_line(run(with({"--activations", w.norms})), 1, "must be F32 [4], got F32 [3]");
+  w.write_norms(Tensor::from_values({1, 1, 1, 1}, {4}, DType::f32), "fc2.weight");
+  expect_one_error_line(run(with({"--activations", w.norms})), 1, "no activation norms for tensor 'fc.weight'");
+  w.write_norms(Tensor::from_values({1, -1, 1, 1}, {4}, DType::f32));
+  expect_one_error_line(run(with({"--activations", w.norms})), 1, "fc.weight");
+  EXPECT_NE(::access((w.dir + "/o.safetensors").c_str(), F_OK), 0);
+  // Norms are WandaSparsifier's only.
+  write_file(w.config, R"({"sparsifier": "WeightNormSparsifier"})");
+  expect_one_error_line(run(with({"--activations", w.norms})), 1, "read by WandaSparsifier only");
 }
 
 // ---- selection without a file, honest reporting ------------------------------------------------------

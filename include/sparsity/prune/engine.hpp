@@ -21,6 +21,9 @@ struct Options {
   std::string masks;   ///< U8 masks, 1 kept / 0 pruned, one per pruned tensor (safetensors)
   std::string state;   ///< sparsifier state file (state_file.hpp)
   std::string resume;  ///< state file to continue from; may equal `state`
+  /// WandaSparsifier's activation norms: a tensor file holding, per pruned weight, a 1-D F32 tensor of the
+  /// same name whose length is the weight's input width (norms of other tensors are ignored).
+  std::string activations;
   int threads = 0;     ///< 0: every core; results never depend on it
   bool durable = true; ///< fsync outputs before they appear
   /// Called from worker threads (serialised) with the bytes done and the total.
