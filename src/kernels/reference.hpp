@@ -5,6 +5,7 @@
 #include <cstdint>
 
 #include "kernels/dispatch.hpp"
+#include "kernels/fused.hpp"
 
 namespace sparsity::kernels {
 
@@ -58,10 +59,25 @@ void mask_to_bytes_reference(const void* mask, size_t n, uint64_t value_bits, ui
 
 /// Fused WeightNorm passes over flat tiles (FlatScoresFn, FlatMaskFn); SIMD variants finish with them.
 template <bool ByteMask>
-void flat_scores_reference(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
+bool flat_scores_reference(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
                            uint32_t* keys, uint8_t* old_bits, uint8_t* pruned_bits);
 void flat_mask_reference(const uint32_t* keys, size_t n, int64_t bc, uint32_t threshold, size_t cut,
                          const uint8_t* pruned_bits, uint8_t* bits);
+
+/// flat_tiles' bracket pass (FlatBracketFn).
+size_t flat_bracket_reference(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, uint32_t* out, size_t cap,
+                              size_t* below);
+/// The general path's prologue (NormPrologueFn) and mask pass (NormBitsFn).
+template <bool ByteMask>
+bool norm_prologue_reference(const void* w, const void* mask, size_t n, void* masked, uint8_t* old_bits);
+void norm_bits_reference(const uint8_t* selected, int64_t tiles_c, const uint8_t* pruned_bits, int64_t rows,
+                         int64_t cols, int64_t br, int64_t bc, uint8_t* bits);
+
+/// The whole WeightNorm mask computation of norm_mask() (kernels/fused.hpp), written plainly: element
+/// scores, tile means, a sort of all tiles by (key, index), a sort of each selected tile's positions.
+/// The oracle the conformance tests compare every ISA, path and thread count with. Single-threaded;
+/// O(n log n); arguments as norm_mask() (not checked).
+void norm_mask_reference(const NormMaskArgs& args);
 
 /// Order-preserving keys: a < b as scores (NaN largest, -0 == +0) iff key(a) < key(b) as unsigned.
 inline uint32_t order_key_f32(uint32_t bits) {

@@ -17,6 +17,7 @@
 #include "sparsity/kernels/kernels.hpp"
 #include "sparsity/nn/containers.hpp"
 #include "sparsity/nn/linear.hpp"
+#include "sparsity/prune/registry.hpp"
 #include "sparsity/core/parametrize.hpp"
 #include "sparsity/scheduler/base_scheduler.hpp"
 #include "sparsity/sparsifier/fake_sparsity.hpp"
@@ -572,6 +573,68 @@ TEST(WeightNormSparsifier, NonContiguousUserMask) {
   EXPECT_TRUE(mask.is_same(entry.mask));
   EXPECT_EQ(kept(mask), (std::vector<int>{0, 1, 0, 1, 0, 1, 0, 1}));
   EXPECT_EQ(kept(storage), (std::vector<int>{0, 0, 1, 1, 0, 0, 1, 1}));  // the same values, seen transposed
+}
+
+// A step writes torch's 0/1 values: a kept 0.5 becomes 1 and a pruned -0.0 becomes +0.0 even where the
+// kept pattern does not change (the "nothing changed, write nothing" shortcut needs 0/1 masks).
+TEST(WeightNormSparsifier, StepWritesZeroOrOne) {
+  for (kernels::Isa isa : kernels::available_isas()) {
+    kernels::ScopedIsaOverride force(isa);
+    // Through the flat-tile path ((1,1) on f32) and the general path ((2,2) blocks).
+    for (int64_t block : {1, 2}) {
+      auto model = one_layer(Tensor::from_values({1, 8, 2, 7, 3, 6, 4, 5}, {2, 4}));
+      ConfigEntry entry(Json{{"tensor_fqn", "layer.weight"}});
+      // Kept patterns the step keeps: (1,1) prunes the two zeros; (2,2) the second tile, already zero.
+      entry.mask = block == 1 ? Tensor::from_values({0.5, 1, -0.0, 1, 0.0, 1, 0.25, 1}, {2, 4})
+                              : Tensor::from_values({0.5, 1, -0.0, 0.0, 1, 0.25, 0.0, -0.0}, {2, 4});
+      WeightNormSparsifier sp(WeightNormOptions().sparsity_level(block == 1 ? 0.25 : 0.5).sparse_block_shape(block, block));
+      sp.prepare(model, std::vector<ConfigEntry>{entry});
+      sp.step();
+      const std::vector<double> want = block == 1 ? std::vector<double>{1, 1, 0, 1, 0, 1, 1, 1}
+                                                  : std::vector<double>{1, 1, 0, 0, 1, 1, 0, 0};
+      const Tensor mask = mask_of_layer(sp, "layer.weight");
+      EXPECT_EQ(mask.to_vector(), want) << "block " << block << " isa " << kernels::to_string(isa);
+      for (int64_t i = 0; i < 8; ++i) EXPECT_FALSE(std::signbit(mask.get_flat(i))) << i;
+    }
+  }
+}
+
+// The configuration file checks WeightNorm's keys with the sparsifier's own limits (one set of rules):
+// what the sparsifier says about a value is what the file's error says.
+TEST(WeightNormSparsifier, ConfigFileUsesTheSparsifierChecks) {
+  const Json too_wide = Json::array({1, int64_t{1} << 31});
+  const std::string said = WeightNormSparsifier::option_error("sparse_block_shape", too_wide);
+  ASSERT_NE(said, "");
+  try {
+    parse_prune_config(Json{{"sparsifier", "WeightNormSparsifier"}, {"defaults", {{"sparse_block_shape", too_wide}}}},
+                       "c.json");
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(said), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("key defaults.sparse_block_shape"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(WeightNormSparsifier::option_error("sparse_block_shape", Json::array({1, (int64_t{1} << 31) - 1})), "");
+  EXPECT_NE(WeightNormSparsifier::option_error("zeros_per_block", Json(-1)), "");
+  EXPECT_NE(WeightNormSparsifier::option_error("norm", Json("L3")), "");
+  EXPECT_EQ(WeightNormSparsifier::option_error("sparsity_level", Json(2.0)), "");  // a schedule may go there
+}
+
+// A tensor name with control bytes reaches messages escaped.
+TEST(WeightNormSparsifier, MessagesQuoteTheTensorName) {
+  auto model = std::make_shared<Module>("Model");
+  auto layer = std::make_shared<Module>("Linear");
+  layer->register_parameter("weight", Tensor::ones({8}));
+  model->register_module("fc\x1b[2J", layer);
+  WeightNormSparsifier sp;
+  sp.prepare(model, std::vector<ConfigEntry>{Json{{"tensor_fqn", "fc\x1b[2J.weight"}}});
+  try {
+    sp.step();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.find('\x1b'), std::string::npos) << what;
+    EXPECT_NE(what.find("'fc\\x1b[2J.weight'"), std::string::npos) << what;
+  }
 }
 
 // ---- errors -------------------------------------------------------------------------------------

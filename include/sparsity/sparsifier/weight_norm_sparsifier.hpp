@@ -41,6 +41,11 @@ class WeightNormSparsifier : public SparsifierCloneable<WeightNormSparsifier> {
   std::string class_name() const override { return "WeightNormSparsifier"; }
   const WeightNormOptions& options() const noexcept { return options_; }
 
+  /// The one check of a WeightNorm key's JSON value (group keys sparsity_level, sparse_block_shape,
+  /// zeros_per_block; the option norm): "" when valid, else what is wrong, e.g.
+  /// "must be [rows, cols] of integers in [1, 2147483647], got [0,4]". Other keys: "".
+  static std::string option_error(const std::string& key, const Json& value);
+
  protected:
   void update_mask(Module& module, const std::string& tensor_name, Group& group) override;
 

@@ -38,14 +38,15 @@ struct FlatTiles {
   static void fill(KernelTable& table);
 
   template <bool ByteMask>
-  static void scores(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
+  static bool scores(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
                      uint32_t* keys, uint8_t* old_bits, uint8_t* pruned_bits) {
     const bool nm = zeros < bc;
+    bool canonical = true;
     // The SIMD body for a compile-time block width, with or without the in-tile choice.
     auto body = [&](auto bc_const) {
       constexpr size_t BC = decltype(bc_const)::value;
-      return nm ? run<ByteMask, BC, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
-                : run<ByteMask, BC, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits);
+      return nm ? run<ByteMask, BC, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits, canonical)
+                : run<ByteMask, BC, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits, canonical);
     };
     size_t done = 0;
     switch (bc) {
@@ -69,11 +70,41 @@ struct FlatTiles {
     }
     if (done < n) {
       const size_t msz = ByteMask ? 1 : 4;
-      flat_scores_reference<ByteMask>(static_cast<const char*>(w) + done * 4,
-                                      static_cast<const char*>(mask) + done * msz, n - done, bc, norm, zeros,
-                                      keys + done / static_cast<size_t>(bc), old_bits + done / 8,
-                                      nm ? pruned_bits + done / 8 : nullptr);
+      canonical &= flat_scores_reference<ByteMask>(static_cast<const char*>(w) + done * 4,
+                                                   static_cast<const char*>(mask) + done * msz, n - done, bc, norm,
+                                                   zeros, keys + done / static_cast<size_t>(bc), old_bits + done / 8,
+                                                   nm ? pruned_bits + done / 8 : nullptr);
     }
+    return canonical;
+  }
+
+  /// FlatBracketFn: keys as signed integers (sign bit flipped) so that signed compares order them; the
+  /// few keys inside the bracket are copied one by one from the batch's lane mask.
+  static size_t bracket(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, uint32_t* out, size_t cap,
+                        size_t* below) {
+    const BU flip(0x80000000u);
+    const BI lo_v = xsimd::bitwise_cast<BI>(BU(lo) ^ flip), hi_v = xsimd::bitwise_cast<BI>(BU(hi) ^ flip);
+    size_t count = 0, under = 0, i = 0;
+    for (; i + L <= n; i += L) {
+      const BI k = xsimd::bitwise_cast<BI>(BU::load_unaligned(keys + i) ^ flip);
+      const auto is_below = k < lo_v;
+      under += static_cast<size_t>(__builtin_popcountll(simd::movemask<Arch>(is_below)));
+      uint64_t inside = simd::movemask<Arch>(!(is_below | (k > hi_v)));
+      while (inside != 0) {
+        if (count == cap + 1) return count;
+        out[count++] = keys[i + static_cast<size_t>(__builtin_ctzll(inside))];
+        inside &= inside - 1;
+      }
+    }
+    for (; i < n; ++i) {
+      under += keys[i] < lo;
+      if (keys[i] >= lo && keys[i] <= hi) {
+        if (count == cap + 1) return count;
+        out[count++] = keys[i];
+      }
+    }
+    *below = under;
+    return count;
   }
 
   static void mask_bits(const uint32_t* keys, size_t n, int64_t bc, uint32_t threshold, size_t cut,
@@ -176,12 +207,15 @@ struct FlatTiles {
   }
 
   // Whole super-blocks of max(64, BC * L) elements; returns the number of elements done.
+  // `canonical` is cleared when a mask element is neither 0 nor 1 (+0.0 nor 1.0 for an f32 mask).
   template <bool ByteMask, size_t BC, bool NM>
   static size_t run(const void* w, const void* mask, size_t n, Norm norm, int64_t zeros, uint32_t* keys,
-                    uint8_t* old_bits, uint8_t* pruned_bits) {
+                    uint8_t* old_bits, uint8_t* pruned_bits, bool& canonical) {
     if constexpr (BC > L) {
       return 0;
     } else {
+      const BU one(ByteMask ? 1u : 0x3f800000u);
+      BU odd(0u);  // lanes that saw a mask element other than its canonical 0 or 1
       constexpr size_t S = std::max<size_t>(64, BC * L);  // elements per super-block
       constexpr size_t kVectors = S / L;
       const uint32_t* wp = static_cast<const uint32_t*>(w);
@@ -202,6 +236,7 @@ struct FlatTiles {
                                   : BU::load_unaligned(static_cast<const uint32_t*>(mask) + i);
             // Byte masks: any non-zero byte; f32 masks: any non-zero value (-0.0 is zero).
             const auto keep = (ByteMask ? m : (m & value_bits)) != u_zero;
+            odd = odd | (m ^ xsimd::select(keep, one, u_zero));
             const uint64_t kb = simd::movemask<Arch>(keep);
             put_bits(old_bits, i, kb);
             // A plain load (opaque: not folded into a load masked by `keep`, which would wait for the mask).
@@ -239,6 +274,7 @@ struct FlatTiles {
               .store_unaligned(keys + base / BC + g * L);
         }
       }
+      if (xsimd::any(odd != u_zero)) canonical = false;
       return blocks * S;
     }
   }
@@ -249,6 +285,7 @@ void FlatTiles<Arch>::fill(KernelTable& t) {
   t.flat_scores[0] = &FlatTiles::scores<false>;
   t.flat_scores[1] = &FlatTiles::scores<true>;
   t.flat_mask = &FlatTiles::mask_bits;
+  t.flat_bracket = &FlatTiles::bracket;
 }
 
 SPARSITY_EXTERN_KERNEL_FAMILY(FlatTiles)

@@ -1,0 +1,464 @@
+// norm_mask(): WeightNorm's mask computation. Argument checks, the choice of path, and the two drivers
+// (flat tiles, general) over fixed chunks, with their scratch memory; compiled with the baseline flags.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <memory>
+#include <type_traits>
+#include <vector>
+
+#include "base/parallel.hpp"
+#include "base/scratch.hpp"
+#include "kernels/dispatch.hpp"
+#include "kernels/fused.hpp"
+#include "sparsity/base/error.hpp"
+
+namespace sparsity::kernels {
+
+namespace {
+
+using ::sparsity::detail::Scratch;
+
+// ---- scratch memory --------------------------------------------------------------------------------
+
+// Arrays over the whole tensor, kept between steps (by the calling thread) unless unusually large.
+struct TensorScratch {
+  Scratch<uint8_t> old_bits;     // per chunk: the mask before the step, packed
+  Scratch<uint8_t> pruned_bits;  // per chunk: the in-tile choice, packed
+  Scratch<uint8_t> selected;     // per tile: 1 = selected (general path)
+  Scratch<uint32_t> keys;        // per tile: order key of the mean (flat path)
+  Scratch<float> scores32;       // per tile: mean score (general path, f32 scores)
+  Scratch<double> scores64;      // per tile: mean score (general path, f64 scores)
+  Scratch<uint8_t> canonical;    // per chunk: 1 when every mask element was exactly 0 or 1
+
+  void trim() {
+    constexpr size_t kKeepBytes = size_t{64} << 20;
+    auto trim_one = [](auto& s, size_t element) {
+      if (s.capacity() * element > kKeepBytes) s.release();
+    };
+    trim_one(old_bits, 1);
+    trim_one(pruned_bits, 1);
+    trim_one(selected, 1);
+    trim_one(keys, 4);
+    trim_one(scores32, 4);
+    trim_one(scores64, 8);
+  }
+};
+
+// Working memory of one piece of chunks (one thread), sized before the parallel region.
+struct ChunkScratch {
+  Scratch<uint8_t> mask_bytes;  // the mask as 0/1 bytes (masks the prologue does not read directly)
+  Scratch<uint8_t> masked;      // the masked weights, in the weight's dtype
+  Scratch<float> elements32;    // element scores (N:M), f32
+  Scratch<double> elements64;   // element scores (N:M), f64
+  Scratch<uint8_t> pruned;      // the in-tile choice as bytes
+  Scratch<uint8_t> fresh;       // the new mask bits
+
+  void reserve(size_t elements, size_t weight_bytes, bool f64, size_t slot) {
+    mask_bytes.get(elements);
+    masked.get(elements * weight_bytes);
+    if (f64) {
+      elements64.get(elements);
+    } else {
+      elements32.get(elements);
+    }
+    pruned.get(elements);
+    fresh.get(slot);
+  }
+};
+
+struct Workspace {
+  TensorScratch tensor;
+  std::vector<std::unique_ptr<ChunkScratch>> pieces;
+
+  // Piece t of a parallel pass uses pieces[t], allocated here, before any parallel region.
+  void reserve_pieces(int threads, size_t elements, size_t weight_bytes, bool f64, size_t slot) {
+    while (pieces.size() < static_cast<size_t>(threads)) pieces.push_back(std::make_unique<ChunkScratch>());
+    for (int t = 0; t < threads; ++t) pieces[static_cast<size_t>(t)]->reserve(elements, weight_bytes, f64, slot);
+  }
+  ChunkScratch& piece(int t) { return *pieces[static_cast<size_t>(t)]; }
+};
+
+Workspace& workspace() {
+  thread_local Workspace w;
+  return w;
+}
+
+// ---- small helpers -----------------------------------------------------------------------------------
+
+// Bit pattern of the value 1 in `dtype`.
+uint64_t one_bits(DType dtype) {
+  switch (dtype) {
+    case DType::f32: return 0x3f800000u;
+    case DType::f64: return 0x3ff0000000000000ull;
+    case DType::f16: return 0x3c00u;
+    case DType::bf16: return 0x3f80u;
+    default: return 1u;
+  }
+}
+
+// Bits that make a mask element non-zero: floats drop the sign (-0.0 is zero), integers keep all.
+uint64_t value_bits(DType dtype) {
+  const size_t sz = size_of(dtype);
+  const uint64_t all = sz == 8 ? ~0ull : (1ull << (8 * sz)) - 1;
+  return is_floating(dtype) ? (all >> 1) : all;
+}
+
+// Whether every element of a mask is exactly 0 or 1 in its dtype (then unchanged mask bits mean an
+// unchanged mask, and a step that keeps them may skip writing).
+bool canonical_mask(DType dtype, const void* mask, size_t n) {
+  const size_t sz = size_of(dtype);
+  const uint64_t one = one_bits(dtype);
+  const char* p = static_cast<const char*>(mask);
+  bool ok = true;
+  for (size_t i = 0; i < n; ++i) {
+    uint64_t v = 0;
+    std::memcpy(&v, p + i * sz, sz);  // little-endian: the low sz bytes
+    ok &= v == 0 || v == one;
+  }
+  return ok;
+}
+
+void fill_mask(DType dtype, void* mask, size_t n, bool keep) {
+  const size_t sz = size_of(dtype);
+  const uint64_t v = keep ? one_bits(dtype) : 0;
+  char* p = static_cast<char*>(mask);
+  if (sz == 1) {
+    std::memset(p, static_cast<int>(v), n);
+    return;
+  }
+  for (size_t i = 0; i < n; ++i) std::memcpy(p + i * sz, &v, sz);  // little-endian: the low sz bytes
+}
+
+// Tables whose SIMD kernels gather with typed loads need naturally aligned elements; others take the
+// scalar table (memcpy loads). Results are identical either way.
+const KernelTable& table_for_alignment(const void* p, size_t element_size) {
+  return reinterpret_cast<uintptr_t>(p) % element_size == 0 ? active_table() : table_for(Isa::scalar);
+}
+
+inline float round_to(DType dtype, float v) {
+  if (dtype == DType::f16) return static_cast<float>(Half(v));
+  if (dtype == DType::bf16) return static_cast<float>(BFloat16(v));
+  return v;
+}
+
+// Element scores of a custom score function on n values of `dtype`, in S (f32 rounded to f16/bf16).
+template <class S>
+void custom_element_scores(DType dtype, const void* w, size_t n, const ElementScore& fn, S* out) {
+  visit_dtype(dtype, [&](auto tag) {
+    using T = decltype(tag);
+    if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, Half> ||
+                  std::is_same_v<T, BFloat16>) {
+      for (size_t i = 0; i < n; ++i) {
+        T x;
+        std::memcpy(&x, static_cast<const char*>(w) + i * sizeof(T), sizeof(T));
+        const double v = fn(to_double(x));
+        if constexpr (std::is_same_v<S, double>) {
+          out[i] = v;
+        } else {
+          out[i] = round_to(dtype, static_cast<float>(v));
+        }
+      }
+    }
+  });
+}
+
+// Tile means of element scores (rows x cols, row-major), edge tiles over their in-range elements; summed in
+// S row-major inside the tile, as block_scores sums norms.
+template <class S>
+void tile_means(DType dtype, const S* s, int64_t rows, int64_t cols, int64_t br, int64_t bc, S* out) {
+  const int64_t tr = (rows + br - 1) / br, tc = (cols + bc - 1) / bc;
+  for (int64_t i = 0; i < tr; ++i) {
+    for (int64_t j = 0; j < tc; ++j) {
+      const int64_t r1 = std::min(rows, (i + 1) * br), c1 = std::min(cols, (j + 1) * bc);
+      S sum = 0;
+      for (int64_t r = i * br; r < r1; ++r) {
+        for (int64_t c = j * bc; c < c1; ++c) sum += s[r * cols + c];
+      }
+      S mean = sum / static_cast<S>((r1 - i * br) * (c1 - j * bc));
+      if constexpr (!std::is_same_v<S, double>) mean = round_to(dtype, mean);
+      out[i * tc + j] = mean;
+    }
+  }
+}
+
+// ---- the problem after clamping ----------------------------------------------------------------------
+
+struct Plan {
+  const NormMaskArgs& a;
+  int64_t batch, rows, cols;  // matrices (batch folded into rows when the block rows divide them)
+  int64_t br, bc, zeros;      // the block clamped to the matrix
+  int64_t tiles_r, tiles_c;   // per matrix
+  size_t n, tiles;
+  size_t k;                   // tiles to select
+  bool nm;                    // zeros < block size: the in-tile choice
+  bool all_tiles;             // every tile selected: no tile scores needed
+  int threads;
+};
+
+size_t k_of(const NormMaskArgs& a, size_t tiles) {
+  if (a.tiles_to_prune >= 0) return std::min(static_cast<size_t>(a.tiles_to_prune), tiles);
+  if (a.sparsity_level >= 1) return tiles;
+  const double raw = std::nearbyint(a.sparsity_level * static_cast<double>(tiles));  // half to even
+  return static_cast<size_t>(std::max(0.0, std::min(static_cast<double>(tiles) - 1.0, raw)));
+}
+
+// ---- flat tiles --------------------------------------------------------------------------------------
+
+void run_flat(const Plan& p) {
+  const NormMaskArgs& a = p.a;
+  constexpr size_t kChunk = size_t{1} << 14;  // elements: a multiple of 64 and of every bc
+  const size_t n = p.n, ub = static_cast<size_t>(p.bc);
+  const int64_t n_chunks = static_cast<int64_t>((n + kChunk - 1) / kChunk);
+  const bool nm = p.nm;
+  Workspace& ws = workspace();
+  const size_t nbits = (n + 7) / 8 + 8;
+  uint8_t* old_bits = ws.tensor.old_bits.get(nbits);
+  uint8_t* pruned_bits = nm ? ws.tensor.pruned_bits.get(nbits) : nullptr;
+  uint32_t* keys = ws.tensor.keys.get(p.tiles);
+  uint8_t* canonical = ws.tensor.canonical.get(static_cast<size_t>(n_chunks));
+  ws.reserve_pieces(p.threads, 0, 0, false, kChunk / 8);
+  const uint8_t* w = static_cast<const uint8_t*>(a.weight);
+  uint8_t* mask = static_cast<uint8_t*>(a.mask);
+  const bool byte_mask = a.mask_dtype != DType::f32;
+  const size_t msz = size_of(a.mask_dtype);
+  // The SIMD variants load 32-bit lanes: element-misaligned buffers take the reference.
+  const bool aligned =
+      reinterpret_cast<uintptr_t>(w) % 4 == 0 && (byte_mask || reinterpret_cast<uintptr_t>(mask) % 4 == 0);
+  const KernelTable& scores_table = aligned ? active_table() : table_for(Isa::scalar);
+  const KernelTable& table = active_table();
+  const FlatScoresFn scores = scores_table.flat_scores[byte_mask ? 1 : 0];
+  const BitsToMaskFn to_mask = table_for_alignment(mask, msz).bits_to_mask[size_index(msz)];
+  const uint64_t one = one_bits(a.mask_dtype);
+
+  detail::parallel_pieces(p.threads, n_chunks, static_cast<int64_t>(kChunk), 1, [&](int, int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c) {
+      const size_t off = static_cast<size_t>(c) * kChunk, cn = std::min(kChunk, n - off);
+      canonical[c] = scores(w + off * 4, mask + off * msz, cn, p.bc, a.norm, p.zeros, keys + off / ub,
+                            old_bits + off / 8, nm ? pruned_bits + off / 8 : nullptr);
+    }
+  });
+  const KeyThreshold<uint32_t> threshold = flat_threshold(keys, p.tiles, p.k);
+  detail::parallel_pieces(p.threads, n_chunks, static_cast<int64_t>(kChunk), 1, [&](int piece, int64_t b, int64_t e) {
+    uint8_t* fresh = ws.piece(piece).fresh.get(kChunk / 8);
+    for (int64_t c = b; c < e; ++c) {
+      const size_t off = static_cast<size_t>(c) * kChunk, cn = std::min(kChunk, n - off);
+      const size_t tile0 = off / ub, tiles = cn / ub;
+      const size_t cut = threshold.cut > tile0 ? std::min(threshold.cut - tile0, tiles) : 0;
+      table.flat_mask(keys + tile0, cn, p.bc, threshold.key, cut, nm ? pruned_bits + off / 8 : nullptr, fresh);
+      // Steps that keep the mask (the sticky steady state) write nothing.
+      if (canonical[c] && std::memcmp(fresh, old_bits + off / 8, (cn + 7) / 8) == 0) continue;
+      to_mask(fresh, cn, one, mask + off * msz);
+    }
+  });
+  ws.tensor.trim();
+}
+
+// ---- general path ------------------------------------------------------------------------------------
+
+// Chunks of whole tile rows of one matrix, ~16K elements each, so a chunk's temporaries stay in L1/L2.
+struct Chunk {
+  int64_t matrix, tr0, tr1;
+};
+
+void run_general(const Plan& p) {
+  const NormMaskArgs& a = p.a;
+  const DType wdt = a.weight_dtype, mdt = a.mask_dtype;
+  const bool f64 = wdt == DType::f64;
+  const size_t wsz = size_of(wdt), msz = size_of(mdt);
+  const int64_t rows = p.rows, cols = p.cols, br = p.br, bc = p.bc;
+  const int64_t tile_rows_per_chunk = std::max<int64_t>(1, (int64_t{16384} / std::max<int64_t>(cols, 1)) / br);
+  std::vector<Chunk> chunks;
+  for (int64_t m = 0; m < p.batch; ++m) {
+    for (int64_t t = 0; t < p.tiles_r; t += tile_rows_per_chunk) {
+      chunks.push_back({m, t, std::min(p.tiles_r, t + tile_rows_per_chunk)});
+    }
+  }
+  const size_t chunk_elems =
+      static_cast<size_t>(std::min(rows, tile_rows_per_chunk * br)) * static_cast<size_t>(cols);
+  // Each chunk keeps its old mask (and, for N:M, its in-tile choice) as packed bits in its own slot
+  // between the passes: n/8 bytes of memory traffic instead of n (+8: the mask pass reads 8 bytes ahead).
+  const size_t slot = (chunk_elems + 7) / 8 + 8;
+  Workspace& ws = workspace();
+  uint8_t* old_bits = ws.tensor.old_bits.get(slot * chunks.size());
+  uint8_t* pruned_bits = p.nm ? ws.tensor.pruned_bits.get(slot * chunks.size()) : nullptr;
+  uint8_t* canonical = ws.tensor.canonical.get(chunks.size());
+  // +64: the mask pass reads tile flags a batch ahead.
+  uint8_t* selected = ws.tensor.selected.get(p.tiles + 64);
+  float* scores32 = p.all_tiles || f64 ? nullptr : ws.tensor.scores32.get(p.tiles);
+  double* scores64 = p.all_tiles || !f64 ? nullptr : ws.tensor.scores64.get(p.tiles);
+  ws.reserve_pieces(p.threads, chunk_elems, wsz, f64, slot);
+
+  const uint8_t* wbase = static_cast<const uint8_t*>(a.weight);
+  uint8_t* mbase = static_cast<uint8_t*>(a.mask);
+  const KernelTable& table = active_table();
+  const bool byte_mask = msz == 1;
+  const bool fused_prologue = wdt == DType::f32;
+  const int fi = float_index(wdt);
+  const BitsToMaskFn to_mask = table_for_alignment(mbase, msz).bits_to_mask[size_index(msz)];
+  const uint64_t one = one_bits(mdt);
+  const ElementScore* custom = a.score;
+
+  auto geometry = [&](const Chunk& ch, int64_t* nr, size_t* off, size_t* cn, size_t* tile0) {
+    const int64_t r0 = ch.tr0 * br;
+    *nr = std::min(rows, ch.tr1 * br) - r0;
+    *off = static_cast<size_t>(ch.matrix * rows + r0) * static_cast<size_t>(cols);
+    *cn = static_cast<size_t>(*nr) * static_cast<size_t>(cols);
+    *tile0 = static_cast<size_t>((ch.matrix * p.tiles_r + ch.tr0) * p.tiles_c);
+  };
+
+  auto pass1 = [&](ChunkScratch& local, size_t ci) {
+    int64_t nr;
+    size_t off, cn, tile0;
+    geometry(chunks[ci], &nr, &off, &cn, &tile0);
+    const uint8_t* w = wbase + off * wsz;
+    const uint8_t* m = mbase + off * msz;
+    uint8_t* ob = old_bits + ci * slot;
+    void* masked = a.mask_weights ? local.masked.get(cn * wsz) : nullptr;
+    // Prologue: old bits, and the masked weights the scores come from.
+    // Masks the prologue reads as they are: bytes, and f32 masks of f32 weights.
+    const bool direct = byte_mask || (fused_prologue && mdt == DType::f32);
+    if (!direct) {
+      canonical[ci] = canonical_mask(mdt, m, cn);
+      table.mask_to_bytes[size_index(msz)](m, cn, value_bits(mdt), local.mask_bytes.get(cn));
+      m = local.mask_bytes.get(cn);
+    }
+    if (fused_prologue) {
+      const bool c = table.norm_prologue[mdt == DType::f32 ? 0 : 1](w, m, cn, masked, ob);
+      if (direct) canonical[ci] = c;
+    } else {
+      if (direct) canonical[ci] = canonical_mask(mdt, m, cn);
+      table.bytes_to_bits(m, cn, ob);
+      if (masked != nullptr) table.apply_bytes[width_of(wdt)](w, m, masked, cn, /*stream=*/false);
+    }
+    const void* src = masked != nullptr ? masked : w;
+    const KernelTable& gather = table_for_alignment(src, wsz);
+    const int64_t trows = (nr + br - 1) / br;
+    void* elements = f64 ? static_cast<void*>(local.elements64.get(cn)) : static_cast<void*>(local.elements32.get(cn));
+    if (custom != nullptr) {
+      if (f64) {
+        custom_element_scores<double>(wdt, src, cn, *custom, local.elements64.get(cn));
+        if (!p.all_tiles) tile_means<double>(wdt, local.elements64.get(cn), nr, cols, br, bc, scores64 + tile0);
+      } else {
+        custom_element_scores<float>(wdt, src, cn, *custom, local.elements32.get(cn));
+        if (!p.all_tiles) tile_means<float>(wdt, local.elements32.get(cn), nr, cols, br, bc, scores32 + tile0);
+      }
+    } else {
+      if (!p.all_tiles) {
+        void* dst = f64 ? static_cast<void*>(scores64 + tile0) : static_cast<void*>(scores32 + tile0);
+        gather.block_scores[fi](src, nr, cols, cols, br, bc, a.norm, dst, 0, trows);
+      }
+      if (p.nm) gather.block_scores[fi](src, nr, cols, cols, 1, 1, a.norm, elements, 0, nr);
+    }
+    if (p.nm) {
+      uint8_t* pruned = local.pruned.get(cn);
+      table.tile_smallest[f64 ? 1 : 0](elements, nr, cols, cols, br, bc, p.zeros, pruned, 0, trows);
+      table.bytes_to_bits(pruned, cn, pruned_bits + ci * slot);
+    }
+  };
+
+  auto pass2 = [&](ChunkScratch& local, size_t ci) {
+    int64_t nr;
+    size_t off, cn, tile0;
+    geometry(chunks[ci], &nr, &off, &cn, &tile0);
+    uint8_t* fresh = local.fresh.get(slot);
+    table.norm_bits(selected + tile0, p.tiles_c, p.nm ? pruned_bits + ci * slot : nullptr, nr, cols, br, bc, fresh);
+    // Steps that keep the mask (the sticky steady state) write nothing.
+    if (canonical[ci] && std::memcmp(fresh, old_bits + ci * slot, (cn + 7) / 8) == 0) return;
+    to_mask(fresh, cn, one, mbase + off * msz);
+  };
+
+  // A custom score is user code: it runs on this thread only, outside any parallel region (it may throw).
+  const int64_t n_chunks = static_cast<int64_t>(chunks.size());
+  const int64_t work = static_cast<int64_t>(chunk_elems);
+  detail::parallel_pieces(p.threads, n_chunks, work, 1, [&](int piece, int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c) pass1(ws.piece(piece), static_cast<size_t>(c));
+  });
+  if (p.all_tiles) {
+    std::memset(selected, 1, p.tiles);
+  } else if (f64) {
+    table.select_f64(scores64, p.tiles, p.k, selected);
+  } else {
+    table.select_f32(scores32, p.tiles, p.k, selected);
+  }
+  detail::parallel_pieces(p.threads, n_chunks, work, 1, [&](int piece, int64_t b, int64_t e) {
+    for (int64_t c = b; c < e; ++c) pass2(ws.piece(piece), static_cast<size_t>(c));
+  });
+  ws.tensor.trim();
+}
+
+void check_args(const NormMaskArgs& a) {
+  SPARSITY_CHECK(is_floating(a.weight_dtype), InvalidArgument, "norm_mask: weight dtype must be f32, f64, f16 or bf16, got ",
+                 to_string(a.weight_dtype));
+  SPARSITY_CHECK(a.batch >= 0 && a.rows >= 0 && a.cols >= 0, InvalidArgument, "norm_mask: negative shape [", a.batch,
+                 ", ", a.rows, ", ", a.cols, "]");
+  SPARSITY_CHECK(a.block_rows >= 1 && a.block_cols >= 1, InvalidArgument, "norm_mask: block shape (", a.block_rows,
+                 ", ", a.block_cols, ") must be positive");
+  SPARSITY_CHECK(a.block_rows <= (int64_t{1} << 31) && a.block_cols <= (int64_t{1} << 31), InvalidArgument,
+                 "norm_mask: block shape (", a.block_rows, ", ", a.block_cols, ") is too large");
+  SPARSITY_CHECK(a.zeros_per_block >= 0 && a.zeros_per_block <= a.block_rows * a.block_cols, InvalidArgument,
+                 "norm_mask: zeros_per_block ", a.zeros_per_block, " outside [0, ", a.block_rows * a.block_cols, "]");
+  SPARSITY_CHECK(!std::isnan(a.sparsity_level), InvalidArgument, "norm_mask: sparsity level is NaN");
+  const bool empty = a.batch == 0 || a.rows == 0 || a.cols == 0;
+  SPARSITY_CHECK(empty || (a.weight != nullptr && a.mask != nullptr), InvalidArgument,
+                 "norm_mask: null weight or mask for a [", a.batch, ", ", a.rows, ", ", a.cols, "] tensor");
+}
+
+}  // namespace
+
+int norm_mask_constant(double sparsity_level, int64_t tiles_to_prune, int64_t zeros_per_block, int64_t block_size) {
+  if (zeros_per_block == 0) return 1;
+  if (tiles_to_prune >= 0) return tiles_to_prune == 0 ? 1 : -1;
+  if (sparsity_level <= 0) return 1;
+  if (sparsity_level >= 1 && zeros_per_block == block_size) return 0;
+  return -1;
+}
+
+void norm_mask(const NormMaskArgs& a) {
+  check_args(a);
+  const size_t n = static_cast<size_t>(a.batch) * static_cast<size_t>(a.rows) * static_cast<size_t>(a.cols);
+  // Masks that do not depend on the weights.
+  const int constant =
+      norm_mask_constant(a.sparsity_level, a.tiles_to_prune, a.zeros_per_block, a.block_rows * a.block_cols);
+  if (constant >= 0) {
+    fill_mask(a.mask_dtype, a.mask, n, /*keep=*/constant == 1);
+    return;
+  }
+  if (n == 0) return;
+
+  Plan p{a, a.batch, a.rows, a.cols, 0, 0, 0, 0, 0, n, 0, 0, false, false, 1};
+  // A block side beyond the matrix gives the same tiles as one clamped to it (edge tiles count their
+  // in-range elements only), so work with the clamped geometry.
+  p.br = std::min(a.block_rows, p.rows);
+  p.bc = std::min(a.block_cols, p.cols);
+  p.zeros = std::min(a.zeros_per_block, p.br * p.bc);
+  // A column of tiles down single-column matrices is a row of tiles along a one-row matrix.
+  if (p.cols == 1 && p.rows > 1) {
+    std::swap(p.rows, p.cols);
+    std::swap(p.br, p.bc);
+  }
+  // Matrices whose rows the block divides stack into one: the tile numbering is the same.
+  if (p.rows % p.br == 0 && p.batch > 1) {
+    p.rows *= p.batch;
+    p.batch = 1;
+  }
+  p.tiles_r = (p.rows + p.br - 1) / p.br;
+  p.tiles_c = (p.cols + p.bc - 1) / p.bc;
+  p.tiles = static_cast<size_t>(p.batch * p.tiles_r * p.tiles_c);
+  p.k = k_of(a, p.tiles);
+  p.nm = p.zeros < p.br * p.bc;
+  p.all_tiles = p.k >= p.tiles;
+  // A custom score is user code: one thread.
+  p.threads = a.score != nullptr ? 1 : std::max(1, num_threads());
+
+  const bool flat = a.weight_dtype == DType::f32 && a.mask_weights && a.score == nullptr && p.br == 1 &&
+                    flat_tiles_supported(p.bc) && p.cols % p.bc == 0 &&
+                    (a.mask_dtype == DType::f32 || a.mask_dtype == DType::u8 || a.mask_dtype == DType::bool_);
+  if (flat) {
+    run_flat(p);
+  } else {
+    run_general(p);
+  }
+}
+
+}  // namespace sparsity::kernels
