@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <utility>
 
 #include "base/scratch.hpp"
 
@@ -76,6 +77,25 @@ size_t cut_at_tie(const uint32_t* keys, size_t n, uint32_t key, size_t rank) {
   return n;
 }
 
+// Sorts n keys (LSD radix, three 11-bit digits) using `tmp` (n keys).
+void sort_keys(uint32_t* a, uint32_t* tmp, size_t n) {
+  uint32_t* from = a;
+  uint32_t* to = tmp;
+  for (int shift = 0; shift < 32; shift += 11) {
+    size_t count[2048] = {};
+    for (size_t i = 0; i < n; ++i) ++count[(from[i] >> shift) & 2047u];
+    size_t sum = 0;
+    for (size_t& c : count) {
+      const size_t here = c;
+      c = sum;
+      sum += here;
+    }
+    for (size_t i = 0; i < n; ++i) to[count[(from[i] >> shift) & 2047u]++] = from[i];
+    std::swap(from, to);
+  }
+  if (from != a) std::copy(from, from + n, a);
+}
+
 }  // namespace
 
 KeyThreshold<uint32_t> flat_threshold(const uint32_t* keys, size_t n, size_t k) {
@@ -83,27 +103,38 @@ KeyThreshold<uint32_t> flat_threshold(const uint32_t* keys, size_t n, size_t k) 
   if (k == 0 || k >= n || n < 16 * kSample) return select_threshold_u32(keys, n, k);
   using ::sparsity::detail::Scratch;
   thread_local Scratch<uint32_t> sample_buffer, candidate_buffer;
-  // A strided sample: the k-th key lies between its order statistics r - d and r + d but for a
+  // A sorted strided sample: the k-th key lies between its order statistics r - d and r + d but for a
   // vanishing chance (d is 5 standard deviations of the k-th key's place in the sample).
-  uint32_t* sample = sample_buffer.get(kSample);
+  uint32_t* sample = sample_buffer.get(2 * kSample);
   const size_t stride = n / kSample;
   for (size_t i = 0; i < kSample; ++i) sample[i] = keys[i * stride + stride / 2];
+  sort_keys(sample, sample + kSample, kSample);
   const double q = static_cast<double>(k) / static_cast<double>(n);
   const size_t spread = 16 + static_cast<size_t>(5.0 * std::sqrt(static_cast<double>(kSample) * q * (1.0 - q)));
   const size_t r = std::min(kSample - 1, static_cast<size_t>(q * static_cast<double>(kSample)));
   const size_t lo_at = r > spread ? r - spread : 0, hi_at = std::min(kSample - 1, r + spread);
-  std::nth_element(sample, sample + lo_at, sample + kSample);
-  std::nth_element(sample + lo_at, sample + r, sample + kSample);
-  std::nth_element(sample + r, sample + hi_at, sample + kSample);
+  // A key held by many tiles near the k-th place (e.g. the zero score of the tiles a sticky mask already
+  // prunes) would fill the bracket: one counting pass confirms it.
+  for (const size_t at : {lo_at, r, hi_at}) {
+    const uint32_t v = sample[at];
+    const auto run = std::equal_range(sample, sample + kSample, v);
+    if (static_cast<size_t>(run.second - run.first) < kSample / 64) continue;
+    size_t below = 0, ties = 0;
+    for (size_t b = 0; b < n; b += size_t{1} << 16) {
+      uint32_t below32 = 0, ties32 = 0;  // 32-bit counters over blocks: the loop vectorises
+      for (size_t i = b, e = std::min(n, b + (size_t{1} << 16)); i < e; ++i) {
+        below32 += keys[i] < v;
+        ties32 += keys[i] == v;
+      }
+      below += below32;
+      ties += ties32;
+    }
+    if (below >= k || k > below + ties) return select_threshold_u32(keys, n, k);
+    const size_t rank = k - below;  // ties taken, the lowest indices first
+    return {v, rank >= ties ? n : cut_at_tie(keys, n, v, rank)};
+  }
   const uint32_t lo = lo_at == 0 ? 0u : sample[lo_at];
   const uint32_t hi = hi_at == kSample - 1 ? ~0u : sample[hi_at];
-  // A key held by many tiles near the k-th place (e.g. the zero score of the tiles a sticky mask already
-  // prunes) would fill the bracket: the radix select confirms it with one counting pass instead.
-  for (const uint32_t v : {sample[lo_at], sample[r], sample[hi_at]}) {
-    if (static_cast<size_t>(std::count(sample, sample + kSample, v)) >= kSample / 64) {
-      return select_threshold_u32(keys, n, k);
-    }
-  }
   const size_t cap = n / 16;
   uint32_t* candidates = candidate_buffer.get(cap + 1);
   size_t below = 0;
