@@ -6,6 +6,7 @@
 #include "sparsity/base/error.hpp"
 #include "sparsity/base/dtype.hpp"
 #include "sparsity/kernels/kernels.hpp"
+#include "sparsity/kernels/global_threshold.hpp"
 #include "sparsity/core/tensor.hpp"
 #include "sparsity/core/ops.hpp"
 #include "sparsity/core/module.hpp"

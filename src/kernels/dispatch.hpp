@@ -59,11 +59,21 @@ using FlatScoresFn = bool (*)(const void* w, const void* mask, size_t n, int64_t
 using FlatMaskFn = void (*)(const uint32_t* keys, size_t n, int64_t bc, uint32_t threshold, size_t cut,
                             const uint8_t* pruned_bits, uint8_t* bits);
 
-/// Pass 1 of the chunk-wise bracket of flat_threshold(): counts the keys below `lo` into *below and copies
-/// the keys in [lo, hi] (in index order) to `out`; returns how many there are, or a number above `cap`
-/// (with `out` holding the first cap + 1 and *below unspecified) when there are more than `cap`.
-using FlatBracketFn = size_t (*)(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, uint32_t* out,
-                                 size_t cap, size_t* below);
+/// The bracket pass of flat_threshold() and of a global ranking: counts the keys below `lo` into *below and
+/// copies the keys in [lo, hi] (in index order) to `out`, except the keys equal to *heavy (when `heavy` is
+/// not null), which are only counted into *heavy_count; returns how many were copied, or a number above
+/// `cap` (with `out` holding the first cap + 1 and the counts unspecified) when there are more than `cap`.
+using FlatBracketFn = size_t (*)(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, const uint32_t* heavy,
+                                 uint32_t* out, size_t cap, size_t* below, size_t* heavy_count);
+
+/// A global ranking's split of n tile keys by its window [lo, hi]: bit i of below_bits = keys[i] < lo; bit i
+/// of heavy_bits = keys[i] == *heavy inside the window (heavy and heavy_bits null: none); the other keys
+/// inside the window are copied with their index (index0 + i) to window_keys / window_index. Bits start at
+/// bit 0 of word 0 (whole words written, unused high bits 0). Returns how many were copied, or a number
+/// above `cap` (outputs partial) when there are more than `cap`.
+using FlatSplitFn = size_t (*)(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, const uint32_t* heavy,
+                               uint64_t* below_bits, uint64_t* heavy_bits, uint32_t* window_keys,
+                               uint32_t* window_index, uint32_t index0, size_t cap);
 
 /// WeightNorm's general path, prologue of a chunk of n f32 weights: bit i of `old_bits` = mask_i kept (a byte
 /// mask: non-zero byte; an f32 mask: non-zero value, -0.0 being zero); when `masked` is not null,
@@ -97,6 +107,7 @@ struct KernelTable {
   FlatScoresFn flat_scores[2] = {};  // f32 mask, byte mask
   FlatMaskFn flat_mask = nullptr;
   FlatBracketFn flat_bracket = nullptr;
+  FlatSplitFn flat_split = nullptr;
   NormPrologueFn norm_prologue[2] = {};  // f32 mask, byte mask
   NormBitsFn norm_bits = nullptr;
 };

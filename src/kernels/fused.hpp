@@ -14,8 +14,11 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <vector>
 
 #include "sparsity/base/dtype.hpp"
+#include "sparsity/kernels/global_threshold.hpp"
 #include "sparsity/kernels/kernels.hpp"
 
 namespace sparsity::kernels {
@@ -61,6 +64,50 @@ struct NormMaskArgs {
 /// with a custom score); the result never depends on them or on the ISA. A step that keeps the mask
 /// writes nothing. Throws InvalidArgument for a non-float weight, a bad geometry or null buffers.
 void norm_mask(const NormMaskArgs& args);
+
+/// Tiles of norm_mask()'s geometry for these arguments (a global ranking's unit).
+uint64_t norm_mask_tiles(const NormMaskArgs& args);
+
+/// A round of a global ranking for one tensor: every tile score of the weight, as norm_mask() ranks
+/// them, given to `global` as `tensor` (the selection and in-tile fields of `args` are not used; the
+/// mask is only read). The kernels, chunks and threads of norm_mask().
+void norm_mask_scores(const NormMaskArgs& args, GlobalThreshold& global, size_t tensor);
+
+/// f64 means of `count` tiles spread evenly over the tile numbering, in runs of 32 consecutive tiles
+/// (GlobalThreshold::sample); computed plainly, one thread (a custom score is called here too).
+void norm_sample_scores(const NormMaskArgs& args, size_t count, std::vector<double>* out);
+
+/// A global ranking of several tensors' masks with the mask kernels (the in-memory driver of
+/// GlobalThreshold). Per round, score() every tensor, then finish(); once it returns true, apply() writes
+/// each tensor's mask. A flat-tile tensor keeps from its scoring what writing its mask needs (old mask,
+/// in-tile choice and per-tile window bits: ~2 bits per element, plus the window's keys), so apply()
+/// reads neither its weights nor its mask again when its share is the common threshold's; otherwise
+/// apply() scores it again and prunes its share with norm_mask().
+///   GlobalNormMask g(tensors, total);                 // tiles from norm_mask_tiles()
+///   for (t) g.sample(t, args[t]);
+///   do { for (t) g.score(t, args[t]); } while (!g.finish());
+///   for (t) g.apply(t, args[t]);
+class GlobalNormMask {
+ public:
+  GlobalNormMask(std::vector<GlobalTensor> tensors, uint64_t total);
+  ~GlobalNormMask();
+  GlobalNormMask(const GlobalNormMask&) = delete;
+  GlobalNormMask& operator=(const GlobalNormMask&) = delete;
+
+  /// Before the first round: `count` tiles of tensor t spread evenly (norm_sample_scores).
+  void sample(size_t tensor, const NormMaskArgs& args, size_t count = 8192);
+  void score(size_t tensor, const NormMaskArgs& args);
+  bool finish();
+  bool done() const;
+  uint64_t tiles_to_prune(size_t tensor) const;
+  /// Writes tensor t's mask (args as given to score(), the mask unchanged since).
+  void apply(size_t tensor, const NormMaskArgs& args);
+  const GlobalThreshold& threshold() const;
+
+ private:
+  struct Impl;
+  std::unique_ptr<Impl> impl_;
+};
 
 /// The mask a step gives whatever the weights, before looking at them (torch's order): 1 = all kept
 /// (level <= 0, or tiles_to_prune == 0, or zeros_per_block == 0), 0 = all pruned (level >= 1 with

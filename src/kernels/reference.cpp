@@ -338,17 +338,46 @@ void flat_mask_reference(const uint32_t* keys, size_t n, int64_t bc, uint32_t th
   }
 }
 
-size_t flat_bracket_reference(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, uint32_t* out, size_t cap,
-                              size_t* below) {
-  size_t count = 0, under = 0;
+size_t flat_bracket_reference(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, const uint32_t* heavy,
+                              uint32_t* out, size_t cap, size_t* below, size_t* heavy_count) {
+  size_t count = 0, under = 0, equal = 0;
   for (size_t i = 0; i < n; ++i) {
     under += keys[i] < lo;
     if (keys[i] >= lo && keys[i] <= hi) {
+      if (heavy != nullptr && keys[i] == *heavy) {
+        ++equal;
+        continue;
+      }
       if (count == cap + 1) return count;
       out[count++] = keys[i];
     }
   }
   *below = under;
+  if (heavy_count != nullptr) *heavy_count = equal;
+  return count;
+}
+
+size_t flat_split_reference(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, const uint32_t* heavy,
+                            uint64_t* below_bits, uint64_t* heavy_bits, uint32_t* window_keys, uint32_t* window_index,
+                            uint32_t index0, size_t cap) {
+  std::fill(below_bits, below_bits + (n + 63) / 64, uint64_t{0});
+  if (heavy_bits != nullptr) std::fill(heavy_bits, heavy_bits + (n + 63) / 64, uint64_t{0});
+  size_t count = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t k = keys[i];
+    if (k < lo) {
+      below_bits[i / 64] |= uint64_t{1} << (i % 64);
+    } else if (k <= hi) {
+      if (heavy != nullptr && k == *heavy) {
+        heavy_bits[i / 64] |= uint64_t{1} << (i % 64);
+        continue;
+      }
+      if (count == cap + 1) return count;
+      window_keys[count] = k;
+      window_index[count] = static_cast<uint32_t>(index0 + i);
+      ++count;
+    }
+  }
   return count;
 }
 
@@ -572,6 +601,7 @@ void fill_reference(KernelTable& t) {
   t.flat_scores[1] = flat_scores_reference<true>;
   t.flat_mask = flat_mask_reference;
   t.flat_bracket = flat_bracket_reference;
+  t.flat_split = flat_split_reference;
   t.norm_prologue[0] = norm_prologue_reference<false>;
   t.norm_prologue[1] = norm_prologue_reference<true>;
   t.norm_bits = norm_bits_reference;

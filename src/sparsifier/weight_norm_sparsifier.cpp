@@ -2,9 +2,11 @@
 #include "sparsity/sparsifier/weight_norm_sparsifier.hpp"
 
 #include <cmath>
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <string>
+#include <vector>
 
 #include "base/text.hpp"
 #include "kernels/fused.hpp"
@@ -76,6 +78,37 @@ Settings settings_of(const Json& config, const WeightNormOptions& o, const std::
   return s;
 }
 
+// The matrices a weight is pruned as. 2-D: itself. Rank >= 3, (out, in, k...): the matrix
+// (out, in * prod(k)) in memory order, except for N:M (a 1 x M block with fewer than M zeros), whose groups
+// run along the input channels at a fixed (out, k...) position (NVIDIA ASP / cuSPARSELt: K, C, R, S ->
+// groups of M consecutive C): `out` matrices of in x prod(k) with M x 1 blocks.
+void set_geometry(const Shape& shape, const Settings& st, kernels::NormMaskArgs* a) {
+  int64_t spatial = 1;
+  for (size_t d = 2; d < shape.size(); ++d) spatial *= shape[d];
+  if (shape.size() >= 3 && st.br == 1 && st.zeros < st.bc) {
+    a->batch = shape[0];
+    a->rows = shape[1];
+    a->cols = spatial;
+    a->block_rows = st.bc;
+    a->block_cols = 1;
+  } else {
+    a->batch = 1;
+    a->rows = shape[0];
+    a->cols = shape[1] * spatial;
+    a->block_rows = st.br;
+    a->block_cols = st.bc;
+  }
+}
+
+// A global ranking's per-tensor bound (min_sparsity or max_sparsity) of a group, checked.
+double global_bound(const Json& config, const char* key, double fallback, const std::string& fqn) {
+  auto it = config.find(key);
+  if (it == config.end()) return fallback;
+  const std::string problem = WeightNormSparsifier::option_error(key, *it);
+  SPARSITY_CHECK(problem.empty(), InvalidArgument, "WeightNormSparsifier: '", key, "' of ", quote(fqn), " ", problem);
+  return it->get<double>();
+}
+
 }  // namespace
 
 std::string WeightNormSparsifier::option_error(const std::string& key, const Json& v) {
@@ -97,6 +130,12 @@ std::string WeightNormSparsifier::option_error(const std::string& key, const Jso
     if (v.get<int64_t>() < 0) return "should be positive, got " + shown(v);
   } else if (key == "norm") {
     if (!v.is_string() || (v != "L1" && v != "L2")) return "must be \"L1\" or \"L2\", got " + shown(v);
+  } else if (key == "scope") {
+    if (!v.is_string() || (v != "local" && v != "global")) return "must be \"local\" or \"global\", got " + shown(v);
+  } else if (key == "min_sparsity" || key == "max_sparsity") {
+    if (!v.is_number() || !(v.get<double>() >= 0.0 && v.get<double>() <= 1.0)) {
+      return "must be a number in [0, 1], got " + shown(v);
+    }
   }
   return "";
 }
@@ -112,56 +151,131 @@ WeightNormSparsifier::WeightNormSparsifier(double sparsity_level, std::pair<int6
                                .zeros_per_block(zeros_per_block)
                                .norm(norm)) {}
 
-void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor_name, Group& group) {
-  const std::string fqn = group.config.value("tensor_fqn", tensor_name);
-  const Settings st = settings_of(group.config, options_, fqn);
-  Tensor mask = mask_of(module, tensor_name);
-  // Masks that do not depend on the weight (torch decides them before looking at it).
-  switch (kernels::norm_mask_constant(st.sparsity_level, -1, st.zeros, st.br * st.bc)) {
-    case 1: mask.fill_(1.0); return;
-    case 0: mask.fill_(0.0); return;
-    default: break;
-  }
+// One group's weight and mask, ready for the kernels: the settings, the source of the scores, and the
+// mask written through a contiguous buffer (a strided mask gets its values copied back by commit()).
+struct WeightNormSparsifier::Target {
+  std::string fqn;
+  Settings st;
+  Tensor mask, out_mask, source;
+  kernels::NormMaskArgs args;
 
+  void commit() const {
+    if (!out_mask.is_same(mask)) mask.copy_(out_mask);
+  }
+};
+
+WeightNormSparsifier::Target WeightNormSparsifier::target_of(Module& module, const std::string& tensor_name,
+                                                             const Group& group, bool check_constant) const {
+  Target t;
+  t.fqn = group.config.value("tensor_fqn", tensor_name);
+  t.st = settings_of(group.config, options_, t.fqn);
+  t.mask = mask_of(module, tensor_name);
+  // Masks that do not depend on the weight are decided before looking at it, as torch does.
+  if (check_constant && kernels::norm_mask_constant(t.st.sparsity_level, -1, t.st.zeros, t.st.br * t.st.bc) >= 0) {
+    return t;
+  }
   // Scores come from the masked weight. With the usual single FakeSparsity over this very mask, the
   // kernel masks the original itself (one pass, no full-size temporary).
-  Tensor source;
   bool mask_weights = false;
   const auto chain = parametrizations_of(module, tensor_name);
   if (chain.size() == 1) {
-    if (auto* fs = dynamic_cast<FakeSparsity*>(chain[0].get()); fs != nullptr && fs->mask().is_same(mask)) {
-      source = parametrization_original(module, tensor_name);
+    if (auto* fs = dynamic_cast<FakeSparsity*>(chain[0].get()); fs != nullptr && fs->mask().is_same(t.mask)) {
+      t.source = parametrization_original(module, tensor_name);
       mask_weights = true;
     }
   }
-  if (!source.defined()) source = module.tensor(tensor_name);
-  SPARSITY_CHECK(source.dim() == 2, InvalidArgument, "WeightNormSparsifier: ", quote(fqn),
-                 " must be 2-D, got shape ", shape_to_string(source.shape()));
-  SPARSITY_CHECK(is_floating(source.dtype()), InvalidArgument, "WeightNormSparsifier: ", quote(fqn),
-                 " must be a floating-point tensor, got ", to_string(source.dtype()));
-  SPARSITY_CHECK(mask.shape() == source.shape(), InvalidArgument, "WeightNormSparsifier: mask of ", quote(fqn),
-                 " has shape ", shape_to_string(mask.shape()), " but the tensor has ",
-                 shape_to_string(source.shape()));
-  source = source.contiguous();
-  // The mask is written through a contiguous buffer; a strided mask gets its values copied back.
-  Tensor out_mask = mask.is_contiguous() ? mask : mask.contiguous().clone();
+  if (!t.source.defined()) t.source = module.tensor(tensor_name);
+  SPARSITY_CHECK(t.source.dim() >= 2, InvalidArgument, "WeightNormSparsifier: ", quote(t.fqn),
+                 " must be 2-D, or N-D as (out, in, k...), got shape ", shape_to_string(t.source.shape()));
+  SPARSITY_CHECK(is_floating(t.source.dtype()), InvalidArgument, "WeightNormSparsifier: ", quote(t.fqn),
+                 " must be a floating-point tensor, got ", to_string(t.source.dtype()));
+  SPARSITY_CHECK(t.mask.shape() == t.source.shape(), InvalidArgument, "WeightNormSparsifier: mask of ",
+                 quote(t.fqn), " has shape ", shape_to_string(t.mask.shape()), " but the tensor has ",
+                 shape_to_string(t.source.shape()));
+  t.source = t.source.contiguous();
+  t.out_mask = t.mask.is_contiguous() ? t.mask : t.mask.contiguous().clone();
+  kernels::NormMaskArgs& a = t.args;
+  a.weight_dtype = t.source.dtype();
+  a.weight = t.source.data_ptr();
+  a.mask_dtype = t.out_mask.dtype();
+  a.mask = t.out_mask.mutable_data_ptr();  // a read-only mask fails here, before any work
+  a.mask_weights = mask_weights;
+  set_geometry(t.source.shape(), t.st, &a);
+  a.zeros_per_block = t.st.zeros;
+  a.sparsity_level = t.st.sparsity_level;
+  a.norm = options_.norm_;
+  a.score = options_.norm_fn_ ? &options_.norm_fn_ : nullptr;
+  return t;
+}
 
-  kernels::NormMaskArgs args;
-  args.weight_dtype = source.dtype();
-  args.weight = source.data_ptr();
-  args.mask_dtype = out_mask.dtype();
-  args.mask = out_mask.mutable_data_ptr();  // a read-only mask fails here, before any work
-  args.mask_weights = mask_weights;
-  args.rows = source.size(0);
-  args.cols = source.size(1);
-  args.block_rows = st.br;
-  args.block_cols = st.bc;
-  args.zeros_per_block = st.zeros;
-  args.sparsity_level = st.sparsity_level;
-  args.norm = options_.norm_;
-  args.score = options_.norm_fn_ ? &options_.norm_fn_ : nullptr;
-  kernels::norm_mask(args);
-  if (!out_mask.is_same(mask)) mask.copy_(out_mask);
+void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor_name, Group& group) {
+  if (options_.scope_ == WeightNormScope::global) {
+    const size_t index = static_cast<size_t>(&group - groups().data());
+    SPARSITY_CHECK(index < groups().size(), Internal, "WeightNormSparsifier: group of ", quote(tensor_name),
+                   " is not one of the sparsifier's");
+    if (planned_step_ != step_count() || global_ == nullptr) plan_global_step();
+    Target t = target_of(module, tensor_name, group, /*check_constant=*/false);
+    global_->apply(index, t.args);
+    t.commit();
+    // The step's last group: the ranking's records go.
+    if (index + 1 == groups().size()) global_.reset();
+    return;
+  }
+  const Target t = target_of(module, tensor_name, group, /*check_constant=*/true);
+  switch (kernels::norm_mask_constant(t.st.sparsity_level, -1, t.st.zeros, t.st.br * t.st.bc)) {
+    case 1: t.mask.fill_(1.0); return;
+    case 0: t.mask.fill_(0.0); return;
+    default: break;
+  }
+  kernels::norm_mask(t.args);
+  t.commit();
+}
+
+// Pass 1 of a global step: every group's tile scores go to one ranking (a sample first, so one round
+// usually suffices), one tensor at a time; update_mask then writes each group's share (pass 2). Memory:
+// one tensor's scores at a time, the ranking's window, and for flat-tile tensors ~2 bits per element
+// that spare pass 2 from scoring them again.
+void WeightNormSparsifier::plan_global_step() {
+  std::vector<Group>& gs = groups();
+  std::vector<kernels::GlobalTensor> specs(gs.size());
+  double level = 0;
+  std::string level_fqn;
+  uint64_t all_tiles = 0;
+  for (size_t i = 0; i < gs.size(); ++i) {
+    const Target t = target_of(*gs[i].module, gs[i].tensor_name(), gs[i], /*check_constant=*/false);
+    if (i == 0) {
+      level = t.st.sparsity_level;
+      level_fqn = t.fqn;
+    }
+    SPARSITY_CHECK(t.st.sparsity_level == level, InvalidArgument,
+                   "WeightNormSparsifier: a global ranking needs one sparsity_level, but ", quote(t.fqn), " has ",
+                   t.st.sparsity_level, " and ", quote(level_fqn), " has ", level);
+    const uint64_t tiles = kernels::norm_mask_tiles(t.args);
+    auto share = [tiles](double fraction) {
+      return static_cast<uint64_t>(std::nearbyint(std::min(1.0, std::max(0.0, fraction)) * static_cast<double>(tiles)));
+    };
+    specs[i] = {tiles, share(global_bound(gs[i].config, "min_sparsity", 0.0, t.fqn)),
+                share(global_bound(gs[i].config, "max_sparsity", 1.0, t.fqn))};
+    SPARSITY_CHECK(specs[i].min_pruned <= specs[i].max_pruned, InvalidArgument, "WeightNormSparsifier: ",
+                   quote(t.fqn), " has min_sparsity above its max_sparsity");
+    all_tiles += tiles;
+  }
+  // k = round-half-even(level * all tiles), as torch's global_unstructured counts it.
+  const double raw = std::nearbyint(std::min(1.0, std::max(0.0, level)) * static_cast<double>(all_tiles));
+  global_ = std::make_shared<kernels::GlobalNormMask>(specs, static_cast<uint64_t>(raw));
+  if (!global_->done()) {
+    for (size_t i = 0; i < gs.size(); ++i) {
+      const Target t = target_of(*gs[i].module, gs[i].tensor_name(), gs[i], /*check_constant=*/false);
+      global_->sample(i, t.args);
+    }
+    do {
+      for (size_t i = 0; i < gs.size(); ++i) {
+        const Target t = target_of(*gs[i].module, gs[i].tensor_name(), gs[i], /*check_constant=*/false);
+        global_->score(i, t.args);
+      }
+    } while (!global_->finish());
+  }
+  planned_step_ = step_count();
 }
 
 }  // namespace sparsity

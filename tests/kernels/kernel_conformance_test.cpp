@@ -357,19 +357,61 @@ void check_flat_threshold(const KernelTable& t) {
     for (uint32_t lo : {0u, 0x10000000u, 0x30000001u}) {
       for (uint32_t hi : {0x2fffffffu, 0x60000000u, ~0u}) {
         for (size_t cap : {size_t{0}, n / 8, n}) {
+         for (int with_heavy = 0; with_heavy < 3; ++with_heavy) {
+          // No heavy key; one inside the bracket (a frequent key); one outside it.
+          const uint32_t heavy = with_heavy == 1 ? 0x30000001u : 0x70000000u;
+          const uint32_t* hp = with_heavy ? &heavy : nullptr;
           std::vector<uint32_t> go(cap + 2, 1), wo(cap + 2, 2);
-          size_t gb = 3, wb = 4;
-          const size_t gm = t.flat_bracket(keys.data() + 1, n, lo, hi, go.data(), cap, &gb);
-          const size_t wm = ref.flat_bracket(keys.data() + 1, n, lo, hi, wo.data(), cap, &wb);
+          size_t gb = 3, wb = 4, gh = 5, wh = 6;
+          const size_t gm = t.flat_bracket(keys.data() + 1, n, lo, hi, hp, go.data(), cap, &gb, &gh);
+          const size_t wm = ref.flat_bracket(keys.data() + 1, n, lo, hi, hp, wo.data(), cap, &wb, &wh);
           const std::string what = "n " + std::to_string(n) + " lo " + std::to_string(lo) + " hi " +
-                                   std::to_string(hi) + " cap " + std::to_string(cap);
+                                   std::to_string(hi) + " cap " + std::to_string(cap) + " heavy " + std::to_string(with_heavy);
           ASSERT_EQ(gm > cap, wm > cap) << what;
           if (wm > cap) continue;
           EXPECT_EQ(gm, wm) << what;
           EXPECT_EQ(gb, wb) << what;
+          EXPECT_EQ(gh, wh) << what;
           go.resize(gm);
           wo.resize(wm);
           EXPECT_EQ(go, wo) << what;
+         }
+        }
+      }
+    }
+  }
+  // The split of a global ranking's window: below / heavy bits and the window's keys with their indices.
+  for (size_t n : sizes(t.isa)) {
+    std::vector<uint32_t> keys(n + 1);
+    std::mt19937_64 rng(n + 12);
+    for (auto& k : keys) k = static_cast<uint32_t>(rng() % 97) * 0x01000000u + static_cast<uint32_t>(rng() % 3);
+    for (uint32_t lo : {0u, 0x30000001u}) {
+      for (uint32_t hi : {0x30ffffffu, ~0u}) {
+        for (size_t cap : {size_t{0}, size_t{3}, n / 8, n}) {
+          for (bool with_heavy : {false, true}) {
+            const uint32_t heavy = 0x30000001u;
+            const size_t words = (n + 63) / 64 + 1;
+            std::vector<uint64_t> gb(words, 7), wb(words, 7), gh(words, 9), wh(words, 9);
+            std::vector<uint32_t> gk(cap + 2, 1), wk(cap + 2, 1), gi(cap + 2, 3), wi(cap + 2, 3);
+            const uint32_t* hp = with_heavy ? &heavy : nullptr;
+            const size_t gm = t.flat_split(keys.data() + 1, n, lo, hi, hp, gb.data(), with_heavy ? gh.data() : nullptr,
+                                           gk.data(), gi.data(), 1000, cap);
+            const size_t wm = ref.flat_split(keys.data() + 1, n, lo, hi, hp, wb.data(), with_heavy ? wh.data() : nullptr,
+                                             wk.data(), wi.data(), 1000, cap);
+            const std::string what = "split n " + std::to_string(n) + " lo " + std::to_string(lo) + " hi " +
+                                     std::to_string(hi) + " cap " + std::to_string(cap) + " heavy " + std::to_string(with_heavy);
+            ASSERT_EQ(gm > cap, wm > cap) << what;
+            if (wm > cap) continue;
+            EXPECT_EQ(gm, wm) << what;
+            EXPECT_EQ(gb, wb) << what;
+            if (with_heavy) EXPECT_EQ(gh, wh) << what;
+            gk.resize(gm);
+            wk.resize(wm);
+            gi.resize(gm);
+            wi.resize(wm);
+            EXPECT_EQ(gk, wk) << what;
+            EXPECT_EQ(gi, wi) << what;
+          }
         }
       }
     }
@@ -831,6 +873,87 @@ TEST(KernelReference, FlatMaskSelectsBelowThresholdAndTiesBeforeCut) {
   EXPECT_EQ(bits, 0xfb);
   ref.flat_mask(keys, 8, 2, 3, 2, nullptr, &bits);
   EXPECT_EQ(bits, 0xf3);
+}
+
+}  // namespace
+}  // namespace sparsity::kernels
+
+namespace sparsity::kernels {
+namespace {
+
+// GlobalNormMask writes each tensor's share exactly as norm_mask() would prune that many tiles of it (the
+// oracle), whether it writes from what scoring kept (flat tiles) or scores again (the general path), over
+// two steps (sticky masks, many equal zero scores), on every ISA and with 1 and 2 threads.
+TEST(GlobalNormMask, EachShareEqualsTheOracle) {
+  struct Tensor1 {
+    int64_t rows, cols, br, bc, zeros;
+    DType mdt;
+    int source;
+  };
+  const std::vector<Tensor1> tensors{{64, 256, 1, 4, 4, DType::f32, 0},   {32, 512, 1, 4, 2, DType::u8, 1},
+                                     {48, 128, 1, 1, 1, DType::f32, 0},   {20, 100, 2, 2, 4, DType::f32, 1},
+                                     {16, 1024, 1, 16, 9, DType::bool_, 0}, {8, 64, 1, 8, 8, DType::f32, 1}};
+  for (Isa isa : available_isas()) {
+    ScopedIsaOverride force(isa);
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      for (double level : {0.35, 0.6, -1.0}) {
+        // -1: level 0.5 with bounds that bind (those shares are pruned by scoring again).
+        const bool bounded = level < 0;
+        if (bounded) level = 0.5;
+        std::vector<std::vector<uint8_t>> weights, masks;
+        std::vector<NormMaskArgs> args(tensors.size());
+        std::vector<GlobalTensor> specs;
+        uint64_t all = 0;
+        for (size_t t = 0; t < tensors.size(); ++t) {
+          const Tensor1& x = tensors[t];
+          const size_t n = static_cast<size_t>(x.rows * x.cols);
+          weights.push_back(norm_weights(DType::f32, n, x.source, 100 + t));
+          std::vector<uint8_t> m(n * size_of(x.mdt));
+          const uint64_t one = x.mdt == DType::f32 ? 0x3f800000u : 1u;
+          for (size_t i = 0; i < n; ++i) std::memcpy(m.data() + i * size_of(x.mdt), &one, size_of(x.mdt));
+          masks.push_back(std::move(m));
+        }
+        for (size_t t = 0; t < tensors.size(); ++t) {
+          const Tensor1& x = tensors[t];
+          NormMaskArgs& a = args[t];
+          a.weight = weights[t].data();
+          a.mask_dtype = x.mdt;
+          a.mask = masks[t].data();
+          a.rows = x.rows;
+          a.cols = x.cols;
+          a.block_rows = x.br;
+          a.block_cols = x.bc;
+          a.zeros_per_block = x.zeros;
+          a.norm = t % 2 ? Norm::L1 : Norm::L2;
+          specs.push_back({norm_mask_tiles(a), bounded && t == 1 ? uint64_t{10} : 0,
+                           bounded && t == 2 ? uint64_t{1000} : ~uint64_t{0}});
+          all += specs.back().tiles;
+        }
+        for (int step = 0; step < 2; ++step) {
+          GlobalNormMask g(specs, static_cast<uint64_t>(std::nearbyint(level * static_cast<double>(all))));
+          for (size_t t = 0; t < tensors.size(); ++t) g.sample(t, args[t], 512);
+          do {
+            for (size_t t = 0; t < tensors.size(); ++t) g.score(t, args[t]);
+          } while (!g.finish());
+          uint64_t sum = 0;
+          for (size_t t = 0; t < tensors.size(); ++t) {
+            std::vector<uint8_t> want = masks[t];
+            NormMaskArgs r = args[t];
+            r.mask = want.data();
+            r.tiles_to_prune = static_cast<int64_t>(g.tiles_to_prune(t));
+            sum += g.tiles_to_prune(t);
+            norm_mask_reference(r);
+            g.apply(t, args[t]);
+            EXPECT_EQ(masks[t], want) << "tensor " << t << " step " << step << " level " << level << " isa "
+                                      << to_string(isa) << " threads " << threads;
+          }
+          EXPECT_EQ(sum, static_cast<uint64_t>(std::nearbyint(level * static_cast<double>(all))));
+        }
+      }
+    }
+  }
+  set_num_threads(1);
 }
 
 }  // namespace

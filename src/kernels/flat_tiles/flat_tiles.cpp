@@ -138,7 +138,7 @@ KeyThreshold<uint32_t> flat_threshold(const uint32_t* keys, size_t n, size_t k) 
   const size_t cap = n / 16;
   uint32_t* candidates = candidate_buffer.get(cap + 1);
   size_t below = 0;
-  const size_t m = active_table().flat_bracket(keys, n, lo, hi, candidates, cap, &below);
+  const size_t m = active_table().flat_bracket(keys, n, lo, hi, nullptr, candidates, cap, &below, nullptr);
   if (m > cap || below >= k || k > below + m) return select_threshold_u32(keys, n, k);
   // The (k - below)-th smallest candidate is the threshold; every key equal to it is a candidate.
   const KeyThreshold<uint32_t> inner = select_threshold_u32(candidates, m, k - below);

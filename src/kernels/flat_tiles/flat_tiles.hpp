@@ -80,16 +80,26 @@ struct FlatTiles {
 
   /// FlatBracketFn: keys as signed integers (sign bit flipped) so that signed compares order them; the
   /// few keys inside the bracket are copied one by one from the batch's lane mask.
-  static size_t bracket(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, uint32_t* out, size_t cap,
-                        size_t* below) {
+  static size_t bracket(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, const uint32_t* heavy,
+                        uint32_t* out, size_t cap, size_t* below, size_t* heavy_count) {
     const BU flip(0x80000000u);
     const BI lo_v = xsimd::bitwise_cast<BI>(BU(lo) ^ flip), hi_v = xsimd::bitwise_cast<BI>(BU(hi) ^ flip);
-    size_t count = 0, under = 0, i = 0;
+    // Without a heavy key, one that no key inside the bracket equals.
+    const uint32_t h = heavy != nullptr ? *heavy : lo;
+    const bool counting = heavy != nullptr;
+    const BU h_v(h);
+    size_t count = 0, under = 0, equal = 0, i = 0;
     for (; i + L <= n; i += L) {
-      const BI k = xsimd::bitwise_cast<BI>(BU::load_unaligned(keys + i) ^ flip);
+      const BU raw = BU::load_unaligned(keys + i);
+      const BI k = xsimd::bitwise_cast<BI>(raw ^ flip);
       const auto is_below = k < lo_v;
       under += static_cast<size_t>(__builtin_popcountll(simd::movemask<Arch>(is_below)));
       uint64_t inside = simd::movemask<Arch>(!(is_below | (k > hi_v)));
+      if (counting) {
+        const uint64_t eq = simd::movemask<Arch>(raw == h_v) & inside;
+        equal += static_cast<size_t>(__builtin_popcountll(eq));
+        inside &= ~eq;
+      }
       while (inside != 0) {
         if (count == cap + 1) return count;
         out[count++] = keys[i + static_cast<size_t>(__builtin_ctzll(inside))];
@@ -99,11 +109,70 @@ struct FlatTiles {
     for (; i < n; ++i) {
       under += keys[i] < lo;
       if (keys[i] >= lo && keys[i] <= hi) {
+        if (counting && keys[i] == h) {
+          ++equal;
+          continue;
+        }
         if (count == cap + 1) return count;
         out[count++] = keys[i];
       }
     }
     *below = under;
+    if (heavy_count != nullptr) *heavy_count = equal;
+    return count;
+  }
+
+  /// FlatSplitFn: per 64 keys, the lane masks of `below` and of the heavy key go to the bit words, and the
+  /// few keys inside the window are copied with their index.
+  static size_t split(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, const uint32_t* heavy,
+                      uint64_t* below_bits, uint64_t* heavy_bits, uint32_t* window_keys, uint32_t* window_index,
+                      uint32_t index0, size_t cap) {
+    const BU flip(0x80000000u);
+    const BI lo_v = xsimd::bitwise_cast<BI>(BU(lo) ^ flip), hi_v = xsimd::bitwise_cast<BI>(BU(hi) ^ flip);
+    const bool counting = heavy != nullptr;
+    const BU h_v(counting ? *heavy : 0u);
+    size_t count = 0, i = 0;
+    for (; i + 64 <= n; i += 64) {
+      uint64_t below = 0, eq_heavy = 0, inside = 0;
+      for (size_t j = 0; j < 64; j += L) {
+        const BU raw = BU::load_unaligned(keys + i + j);
+        const BI k = xsimd::bitwise_cast<BI>(raw ^ flip);
+        const auto is_below = k < lo_v;
+        const uint64_t in = simd::movemask<Arch>(!(is_below | (k > hi_v)));
+        below |= simd::movemask<Arch>(is_below) << j;
+        if (counting) eq_heavy |= (simd::movemask<Arch>(raw == h_v) & in) << j;
+        inside |= in << j;
+      }
+      below_bits[i / 64] = below;
+      if (counting) heavy_bits[i / 64] = eq_heavy;
+      inside &= ~eq_heavy;
+      // The usual zero to two keys of a window a few percent wide are copied without a data-dependent
+      // branch (an empty copy writes the slot past the last one and does not count); the rest one by one.
+      if (count + 1 < cap) {
+        for (int r = 0; r < 2; ++r) {
+          const size_t at = i + static_cast<size_t>(__builtin_ctzll(inside | (uint64_t{1} << 63)));
+          window_keys[count] = keys[at];
+          window_index[count] = static_cast<uint32_t>(index0 + at);
+          count += inside != 0;
+          inside &= inside - 1;
+        }
+      }
+      while (inside != 0) {
+        if (count == cap + 1) return count;
+        const size_t at = i + static_cast<size_t>(__builtin_ctzll(inside));
+        window_keys[count] = keys[at];
+        window_index[count] = static_cast<uint32_t>(index0 + at);
+        ++count;
+        inside &= inside - 1;
+      }
+    }
+    if (i < n) {
+      const size_t m = flat_split_reference(keys + i, n - i, lo, hi, heavy, below_bits + i / 64,
+                                            counting ? heavy_bits + i / 64 : nullptr, window_keys + count,
+                                            window_index + count, static_cast<uint32_t>(index0 + i),
+                                            cap >= count ? cap - count : 0);
+      count += m;
+    }
     return count;
   }
 
@@ -286,6 +355,7 @@ void FlatTiles<Arch>::fill(KernelTable& t) {
   t.flat_scores[1] = &FlatTiles::scores<true>;
   t.flat_mask = &FlatTiles::mask_bits;
   t.flat_bracket = &FlatTiles::bracket;
+  t.flat_split = &FlatTiles::split;
 }
 
 SPARSITY_EXTERN_KERNEL_FAMILY(FlatTiles)

@@ -10,7 +10,10 @@
 #include "base/parallel.hpp"
 #include "base/scratch.hpp"
 #include "kernels/dispatch.hpp"
+#include "kernels/flat_tiles/flat_tiles.hpp"
 #include "kernels/fused.hpp"
+#include "kernels/reference.hpp"
+#include "sparsity/kernels/global_threshold.hpp"
 #include "sparsity/base/error.hpp"
 
 namespace sparsity::kernels {
@@ -53,6 +56,8 @@ struct ChunkScratch {
   Scratch<double> elements64;   // element scores (N:M), f64
   Scratch<uint8_t> pruned;      // the in-tile choice as bytes
   Scratch<uint8_t> fresh;       // the new mask bits
+  Scratch<uint32_t> keys;       // a chunk's tile keys (global ranking)
+  Scratch<uint32_t> window_keys, window_index;  // a global ranking's window entries of the piece
 
   void reserve(size_t elements, size_t weight_bytes, bool f64, size_t slot) {
     mask_bytes.get(elements);
@@ -194,6 +199,11 @@ struct Plan {
   bool nm;                    // zeros < block size: the in-tile choice
   bool all_tiles;             // every tile selected: no tile scores needed
   int threads;
+  bool flat;                  // the flat-tile path
+  // Scoring only (pass 1 of a global ranking): the tile scores go to `global` as tensor `tensor`; the
+  // mask is only read.
+  GlobalThreshold* global = nullptr;
+  size_t tensor = 0;
 };
 
 size_t k_of(const NormMaskArgs& a, size_t tiles) {
@@ -238,6 +248,11 @@ void run_flat(const Plan& p) {
                             old_bits + off / 8, nm ? pruned_bits + off / 8 : nullptr);
     }
   });
+  if (p.global != nullptr) {
+    p.global->add_keys(p.tensor, keys, p.tiles);
+    ws.tensor.trim();
+    return;
+  }
   const KeyThreshold<uint32_t> threshold = flat_threshold(keys, p.tiles, p.k);
   detail::parallel_pieces(p.threads, n_chunks, static_cast<int64_t>(kChunk), 1, [&](int piece, int64_t b, int64_t e) {
     uint8_t* fresh = ws.piece(piece).fresh.get(kChunk / 8);
@@ -374,6 +389,15 @@ void run_general(const Plan& p) {
   detail::parallel_pieces(p.threads, n_chunks, work, 1, [&](int piece, int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) pass1(ws.piece(piece), static_cast<size_t>(c));
   });
+  if (p.global != nullptr) {
+    if (f64) {
+      p.global->add(p.tensor, scores64, p.tiles);
+    } else {
+      p.global->add(p.tensor, scores32, p.tiles);
+    }
+    ws.tensor.trim();
+    return;
+  }
   if (p.all_tiles) {
     std::memset(selected, 1, p.tiles);
   } else if (f64) {
@@ -414,19 +438,13 @@ int norm_mask_constant(double sparsity_level, int64_t tiles_to_prune, int64_t ze
   return -1;
 }
 
-void norm_mask(const NormMaskArgs& a) {
-  check_args(a);
-  const size_t n = static_cast<size_t>(a.batch) * static_cast<size_t>(a.rows) * static_cast<size_t>(a.cols);
-  // Masks that do not depend on the weights.
-  const int constant =
-      norm_mask_constant(a.sparsity_level, a.tiles_to_prune, a.zeros_per_block, a.block_rows * a.block_cols);
-  if (constant >= 0) {
-    fill_mask(a.mask_dtype, a.mask, n, /*keep=*/constant == 1);
-    return;
-  }
-  if (n == 0) return;
+namespace {
 
-  Plan p{a, a.batch, a.rows, a.cols, 0, 0, 0, 0, 0, n, 0, 0, false, false, 1};
+// The clamped, normalised geometry of a problem and the path it takes.
+Plan plan_of(const NormMaskArgs& a) {
+  const size_t n = static_cast<size_t>(a.batch) * static_cast<size_t>(a.rows) * static_cast<size_t>(a.cols);
+  Plan p{a, a.batch, a.rows, a.cols, 0, 0, 0, 0, 0, n, 0, 0, false, false, 1, false};
+  if (n == 0) return p;
   // A block side beyond the matrix gives the same tiles as one clamped to it (edge tiles count their
   // in-range elements only), so work with the clamped geometry.
   p.br = std::min(a.block_rows, p.rows);
@@ -450,15 +468,356 @@ void norm_mask(const NormMaskArgs& a) {
   p.all_tiles = p.k >= p.tiles;
   // A custom score is user code: one thread.
   p.threads = a.score != nullptr ? 1 : std::max(1, num_threads());
+  p.flat = a.weight_dtype == DType::f32 && a.mask_weights && a.score == nullptr && p.br == 1 &&
+           flat_tiles_supported(p.bc) && p.cols % p.bc == 0 &&
+           (a.mask_dtype == DType::f32 || a.mask_dtype == DType::u8 || a.mask_dtype == DType::bool_);
+  return p;
+}
 
-  const bool flat = a.weight_dtype == DType::f32 && a.mask_weights && a.score == nullptr && p.br == 1 &&
-                    flat_tiles_supported(p.bc) && p.cols % p.bc == 0 &&
-                    (a.mask_dtype == DType::f32 || a.mask_dtype == DType::u8 || a.mask_dtype == DType::bool_);
-  if (flat) {
+}  // namespace
+
+void norm_mask(const NormMaskArgs& a) {
+  check_args(a);
+  const size_t n = static_cast<size_t>(a.batch) * static_cast<size_t>(a.rows) * static_cast<size_t>(a.cols);
+  // Masks that do not depend on the weights.
+  const int constant =
+      norm_mask_constant(a.sparsity_level, a.tiles_to_prune, a.zeros_per_block, a.block_rows * a.block_cols);
+  if (constant >= 0) {
+    fill_mask(a.mask_dtype, a.mask, n, /*keep=*/constant == 1);
+    return;
+  }
+  if (n == 0) return;
+  const Plan p = plan_of(a);
+  if (p.flat) {
     run_flat(p);
   } else {
     run_general(p);
   }
+}
+
+uint64_t norm_mask_tiles(const NormMaskArgs& a) {
+  check_args(a);
+  return plan_of(a).tiles;
+}
+
+void norm_mask_scores(const NormMaskArgs& a, GlobalThreshold& global, size_t tensor) {
+  check_args(a);
+  Plan p = plan_of(a);
+  if (p.n == 0) {
+    global.add(tensor, static_cast<const float*>(nullptr), 0);
+    return;
+  }
+  // Every tile scored, no in-tile choice: only the tile scores are wanted.
+  p.k = 0;
+  p.all_tiles = false;
+  p.nm = false;
+  p.zeros = p.br * p.bc;
+  p.global = &global;
+  p.tensor = tensor;
+  if (p.flat) {
+    run_flat(p);
+  } else {
+    run_general(p);
+  }
+}
+
+void norm_sample_scores(const NormMaskArgs& a, size_t count, std::vector<double>* out) {
+  check_args(a);
+  out->clear();
+  const Plan p = plan_of(a);
+  if (p.tiles == 0 || count == 0) return;
+  count = std::min(count, p.tiles);
+  const size_t wsz = size_of(a.weight_dtype), msz = size_of(a.mask_dtype);
+  const uint64_t vb = value_bits(a.mask_dtype);
+  auto weight = [&](size_t i) {
+    double x = 0;
+    visit_dtype(a.weight_dtype, [&](auto tag) {
+      using T = decltype(tag);
+      if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, Half> ||
+                    std::is_same_v<T, BFloat16>) {
+        T v;
+        std::memcpy(&v, static_cast<const char*>(a.weight) + i * wsz, sizeof(T));
+        x = to_double(v);
+      }
+    });
+    if (a.mask_weights) {
+      uint64_t m = 0;
+      std::memcpy(&m, static_cast<const char*>(a.mask) + i * msz, msz);
+      if ((m & vb) == 0) x = 0;
+    }
+    return x;
+  };
+  // Runs of kRun consecutive tiles spread evenly over the numbering (a few cache lines each, instead of
+  // a miss per tile); each mean in f64 (a sample only steers a global ranking's first window, so it
+  // need not equal the kernels' rounding).
+  constexpr size_t kRun = 32;
+  const size_t runs = (count + kRun - 1) / kRun;
+  const size_t per_matrix = static_cast<size_t>(p.tiles_r * p.tiles_c);
+  for (size_t j = 0; j < count; ++j) {
+    const size_t run = j / kRun;
+    const size_t start = static_cast<size_t>((static_cast<double>(run) + 0.5) * static_cast<double>(p.tiles) /
+                                             static_cast<double>(runs));
+    const size_t tile = std::min(p.tiles - 1, start + j % kRun);
+    const int64_t m = static_cast<int64_t>(tile / per_matrix), t = static_cast<int64_t>(tile % per_matrix);
+    const int64_t r0 = (t / p.tiles_c) * p.br, c0 = (t % p.tiles_c) * p.bc;
+    const int64_t r1 = std::min(p.rows, r0 + p.br), c1 = std::min(p.cols, c0 + p.bc);
+    double sum = 0;
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t c = c0; c < c1; ++c) {
+        const double x = weight(static_cast<size_t>((m * p.rows + r) * p.cols + c));
+        sum += a.score != nullptr ? (*a.score)(x) : a.norm == Norm::L1 ? std::fabs(x) : x * x;
+      }
+    }
+    out->push_back(sum / static_cast<double>((r1 - r0) * (c1 - c0)));
+  }
+}
+
+// ---- global ranking over flat tiles ------------------------------------------------------------------
+
+namespace {
+
+// Set bits of a word (the baseline flags have no popcnt instruction: no library call per word).
+inline uint64_t popcount64(uint64_t x) {
+  x = x - ((x >> 1) & 0x5555555555555555ull);
+  x = (x & 0x3333333333333333ull) + ((x >> 2) & 0x3333333333333333ull);
+  x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0full;
+  return (x * 0x0101010101010101ull) >> 56;
+}
+
+constexpr size_t kFlatChunk = size_t{1} << 14;  // elements: a multiple of 64 and of every bc
+
+// What a round's scoring keeps of a flat-path tensor so that its mask can be written without scoring it
+// again: per tile, below the window (a bit) or equal to the heavy key (a bit); the window's keys with their
+// tile indices; the old mask and in-tile choice as bits; per chunk, whether the mask was exactly 0/1.
+struct Record {
+  bool valid = false;
+  bool has_heavy = false;
+  uint32_t heavy = 0;
+  std::vector<uint64_t> below, heavy_bits;
+  std::vector<uint32_t> window_keys, window_index;
+  std::vector<uint8_t> old_bits, pruned_bits, canonical;
+};
+
+// One round's scores of a flat-path tensor for `g`, through the window: keys per chunk (never the whole
+// tensor's), split by the window as they are made. False (nothing given to g) when an unexpected window
+// size leaves the record incomplete.
+bool score_flat_record(const Plan& p, GlobalThreshold& g, size_t tensor, uint32_t lo, uint64_t end, bool has_heavy,
+                       uint32_t heavy, Record* rec) {
+  const NormMaskArgs& a = p.a;
+  const size_t n = p.n, ub = static_cast<size_t>(p.bc);
+  const int64_t n_chunks = static_cast<int64_t>((n + kFlatChunk - 1) / kFlatChunk);
+  // Every word and byte is written by the passes below (records are reused from step to step, so a
+  // resize touches no new page in the steady state).
+  const size_t tile_words = (p.tiles + 63) / 64 + 1;
+  rec->below.resize(tile_words);
+  rec->heavy_bits.resize(has_heavy ? tile_words : 0);
+  rec->old_bits.resize((n + 7) / 8 + 8);
+  rec->pruned_bits.resize(p.nm ? (n + 7) / 8 + 8 : 0);
+  rec->canonical.resize(static_cast<size_t>(n_chunks));
+  rec->window_keys.clear();
+  rec->window_index.clear();
+  rec->has_heavy = has_heavy;
+  rec->heavy = heavy;
+  Workspace& ws = workspace();
+  ws.reserve_pieces(p.threads, 0, 0, false, kFlatChunk / 8);
+  // Every piece may hold the whole tensor's window: address space reserved, pages touched as used.
+  for (int t = 0; t < p.threads; ++t) {
+    ws.piece(t).keys.get(kFlatChunk);
+    ws.piece(t).window_keys.get(p.tiles + 1);
+    ws.piece(t).window_index.get(p.tiles + 1);
+  }
+  std::vector<size_t> piece_count(static_cast<size_t>(p.threads), 0);
+  std::vector<uint8_t> piece_overflow(static_cast<size_t>(p.threads), 0);
+  const uint8_t* w = static_cast<const uint8_t*>(a.weight);
+  const uint8_t* mask = static_cast<const uint8_t*>(a.mask);
+  const bool byte_mask = a.mask_dtype != DType::f32;
+  const size_t msz = size_of(a.mask_dtype);
+  const bool aligned =
+      reinterpret_cast<uintptr_t>(w) % 4 == 0 && (byte_mask || reinterpret_cast<uintptr_t>(mask) % 4 == 0);
+  const FlatScoresFn scores = (aligned ? active_table() : table_for(Isa::scalar)).flat_scores[byte_mask ? 1 : 0];
+  const FlatSplitFn split = active_table().flat_split;
+  const uint32_t hi = static_cast<uint32_t>(end - 1);
+  detail::parallel_pieces(p.threads, n_chunks, static_cast<int64_t>(kFlatChunk), 1, [&](int piece, int64_t b, int64_t e) {
+    ChunkScratch& local = ws.piece(piece);
+    uint32_t* keys = local.keys.get(kFlatChunk);
+    size_t& count = piece_count[static_cast<size_t>(piece)];
+    for (int64_t c = b; c < e; ++c) {
+      const size_t off = static_cast<size_t>(c) * kFlatChunk, cn = std::min(kFlatChunk, n - off);
+      const size_t tile0 = off / ub, tiles = cn / ub;  // tile0 is a multiple of 1024
+      rec->canonical[static_cast<size_t>(c)] = scores(w + off * 4, mask + off * msz, cn, p.bc, a.norm, p.zeros, keys,
+                                                      rec->old_bits.data() + off / 8,
+                                                      p.nm ? rec->pruned_bits.data() + off / 8 : nullptr);
+      if (piece_overflow[static_cast<size_t>(piece)]) continue;
+      const size_t room = p.tiles - count;
+      const size_t m = split(keys, tiles, lo, hi, has_heavy ? &heavy : nullptr, rec->below.data() + tile0 / 64,
+                             has_heavy ? rec->heavy_bits.data() + tile0 / 64 : nullptr, local.window_keys.get(0) + count,
+                             local.window_index.get(0) + count, static_cast<uint32_t>(tile0), room);
+      if (m > room) {
+        piece_overflow[static_cast<size_t>(piece)] = 1;
+      } else {
+        count += m;
+      }
+    }
+  });
+  for (uint8_t o : piece_overflow) {
+    if (o) return false;
+  }
+  // The pieces cover consecutive chunks in order: their windows concatenate in index order.
+  for (int t = 0; t < p.threads; ++t) {
+    const size_t m = piece_count[static_cast<size_t>(t)];
+    rec->window_keys.insert(rec->window_keys.end(), ws.piece(t).window_keys.get(0), ws.piece(t).window_keys.get(0) + m);
+    rec->window_index.insert(rec->window_index.end(), ws.piece(t).window_index.get(0),
+                             ws.piece(t).window_index.get(0) + m);
+  }
+  const uint64_t below = static_cast<uint64_t>(count_kept_bits(reinterpret_cast<const uint8_t*>(rec->below.data()), p.tiles));
+  const uint64_t heavy_count =
+      has_heavy ? static_cast<uint64_t>(count_kept_bits(reinterpret_cast<const uint8_t*>(rec->heavy_bits.data()), p.tiles)) : 0;
+  g.add_split(tensor, p.tiles, below, heavy_count, rec->window_keys.data(), rec->window_keys.size());
+  rec->valid = true;
+  return true;
+}
+
+// The mask of a recorded tensor whose share is its keys below `key32` and its first `ties` equal to it
+// (equal_exists: key32 is the threshold itself, not only the first key above it).
+void apply_flat_record(const Plan& p, Record& rec, uint32_t key32, bool equal_exists, uint64_t heavy_key64,
+                       uint64_t threshold64, uint64_t ties) {
+  const NormMaskArgs& a = p.a;
+  const size_t n = p.n, ub = static_cast<size_t>(p.bc);
+  std::vector<uint64_t>& selected = rec.below;  // the tiles below the window, and then the rest selected
+  if (rec.has_heavy) {
+    if (heavy_key64 < threshold64) {
+      for (size_t i = 0; i < selected.size(); ++i) selected[i] |= rec.heavy_bits[i];
+    } else if (heavy_key64 == threshold64) {
+      // The first `ties` heavy tiles in index order: whole words, then the lowest bits of one.
+      uint64_t left = ties;
+      for (size_t i = 0; i < selected.size() && left > 0; ++i) {
+        uint64_t word = rec.heavy_bits[i];
+        const uint64_t count = popcount64(word);
+        if (count <= left) {
+          selected[i] |= word;
+          left -= count;
+          continue;
+        }
+        for (; left > 0; --left) {
+          const uint64_t low = word & (~word + 1);
+          selected[i] |= low;
+          word ^= low;
+        }
+      }
+      ties = 0;
+    }
+  }
+  for (size_t j = 0; j < rec.window_keys.size(); ++j) {
+    const uint32_t k = rec.window_keys[j];
+    bool take = k < key32;
+    if (!take && equal_exists && k == key32 && ties > 0) {
+      take = true;
+      --ties;
+    }
+    if (take) selected[rec.window_index[j] / 64] |= uint64_t{1} << (rec.window_index[j] % 64);
+  }
+  Workspace& ws = workspace();
+  ws.reserve_pieces(p.threads, 0, 0, false, kFlatChunk / 8);
+  uint8_t* mask = static_cast<uint8_t*>(a.mask);
+  const size_t msz = size_of(a.mask_dtype);
+  const BitsToMaskFn to_mask = table_for_alignment(mask, msz).bits_to_mask[size_index(msz)];
+  const uint64_t one = one_bits(a.mask_dtype);
+  const int64_t n_chunks = static_cast<int64_t>((n + kFlatChunk - 1) / kFlatChunk);
+  detail::parallel_pieces(p.threads, n_chunks, static_cast<int64_t>(kFlatChunk), 1, [&](int piece, int64_t b, int64_t e) {
+    uint8_t* fresh = ws.piece(piece).fresh.get(kFlatChunk / 8);
+    for (int64_t c = b; c < e; ++c) {
+      const size_t off = static_cast<size_t>(c) * kFlatChunk, cn = std::min(kFlatChunk, n - off);
+      flat_expand_bits(selected.data() + off / ub / 64, 0, cn, ub, p.nm ? rec.pruned_bits.data() + off / 8 : nullptr,
+                       fresh);
+      if (rec.canonical[static_cast<size_t>(c)] && std::memcmp(fresh, rec.old_bits.data() + off / 8, (cn + 7) / 8) == 0) {
+        continue;
+      }
+      to_mask(fresh, cn, one, mask + off * msz);
+    }
+  });
+}
+
+}  // namespace
+
+// Records outlive a ranking in this thread's pool: the next step's records reuse their memory.
+std::vector<Record>& record_pool() {
+  thread_local std::vector<Record> pool;
+  return pool;
+}
+
+struct GlobalNormMask::Impl {
+  GlobalThreshold threshold;
+  std::vector<Record> records;
+  Impl(std::vector<GlobalTensor> tensors, uint64_t total) : threshold(std::move(tensors), total) {
+    records.swap(record_pool());
+    records.resize(threshold.size());
+    for (Record& r : records) r.valid = false;
+  }
+  ~Impl() {
+    for (Record& r : records) r.valid = false;
+    if (record_pool().empty()) records.swap(record_pool());
+  }
+};
+
+GlobalNormMask::GlobalNormMask(std::vector<GlobalTensor> tensors, uint64_t total)
+    : impl_(std::make_unique<Impl>(std::move(tensors), total)) {}
+GlobalNormMask::~GlobalNormMask() = default;
+
+const GlobalThreshold& GlobalNormMask::threshold() const { return impl_->threshold; }
+
+bool GlobalNormMask::done() const { return impl_->threshold.done(); }
+
+void GlobalNormMask::sample(size_t tensor, const NormMaskArgs& a, size_t count) {
+  std::vector<double> scores;
+  norm_sample_scores(a, count, &scores);
+  impl_->threshold.sample(tensor, scores.data(), scores.size());
+}
+
+void GlobalNormMask::score(size_t tensor, const NormMaskArgs& a) {
+  check_args(a);
+  Record& rec = impl_->records.at(tensor);
+  rec.valid = false;
+  Plan p = plan_of(a);
+  uint32_t lo = 0, heavy = 0;
+  uint64_t end = 0;
+  bool has_heavy = false;
+  if (p.n > 0 && p.flat && p.tiles < (uint64_t{1} << 32) && impl_->threshold.window32(&lo, &end, &has_heavy, &heavy)) {
+    p.nm = p.zeros < p.br * p.bc;  // the in-tile choice is kept for the mask
+    if (score_flat_record(p, impl_->threshold, tensor, lo, end, has_heavy, heavy, &rec)) return;
+    rec.valid = false;
+  }
+  norm_mask_scores(a, impl_->threshold, tensor);
+}
+
+bool GlobalNormMask::finish() {
+  const bool done = impl_->threshold.finish();
+  if (!done) {
+    for (Record& r : impl_->records) r.valid = false;
+  }
+  return done;
+}
+
+uint64_t GlobalNormMask::tiles_to_prune(size_t tensor) const { return impl_->threshold.tiles_to_prune(tensor); }
+
+void GlobalNormMask::apply(size_t tensor, const NormMaskArgs& a) {
+  check_args(a);
+  Record& rec = impl_->records.at(tensor);
+  uint64_t key = 0, ties = 0;
+  const bool shared = impl_->threshold.share(tensor, &key, &ties);
+  const Plan p = plan_of(a);
+  if (rec.valid && shared && p.flat && p.zeros > 0) {
+    // The threshold in this tensor's 32-bit keys: the first one at or above it (equal when it is one).
+    const uint64_t first = first_key_f32_at_least(key);
+    const bool exact = first < (uint64_t{1} << 32) && widen_key_f32(static_cast<uint32_t>(first)) == key;
+    apply_flat_record(p, rec, static_cast<uint32_t>(std::min<uint64_t>(first, 0xffffffffu)), exact,
+                      rec.has_heavy ? widen_key_f32(rec.heavy) : 0, key, ties);
+    rec.valid = false;
+    return;
+  }
+  rec.valid = false;
+  NormMaskArgs b = a;
+  b.tiles_to_prune = static_cast<int64_t>(impl_->threshold.tiles_to_prune(tensor));
+  norm_mask(b);
 }
 
 }  // namespace sparsity::kernels
