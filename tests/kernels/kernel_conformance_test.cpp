@@ -647,7 +647,14 @@ void check_norm_mask(const KernelTable& t) {
                             NormCase{1, 256, 1024, 1, 8, 3, 0.3, -1, DType::f32, DType::u8, true, Norm::L1, 0},
                             NormCase{3, 70, 600, 2, 4, 3, 0.7, -1, DType::f64, DType::f64, true, Norm::L1, 1},
                             NormCase{7, 33, 300, 4, 2, 8, 0.5, -1, DType::bf16, DType::bool_, false, Norm::L2, 0},
-                            NormCase{1, 1024, 256, 1, 1, 1, 0.5, 40000, DType::f32, DType::u8, true, Norm::L1, 0}}) {
+                            NormCase{1, 1024, 256, 1, 1, 1, 0.5, 40000, DType::f32, DType::u8, true, Norm::L1, 0},
+                            // Flat tiles large enough for flat_threshold's sampled bracket: a third of the
+                            // tiles score 0 (the start mask), so level 0.3 cuts inside that tie.
+                            NormCase{1, 512, 512, 1, 4, 2, 0.5, -1, DType::f32, DType::f32, true, Norm::L2, 0},
+                            NormCase{1, 512, 512, 1, 1, 1, 0.3, -1, DType::f32, DType::u8, true, Norm::L2, 0},
+                            NormCase{1, 512, 512, 1, 1, 1, 0.5, -1, DType::f32, DType::bool_, true, Norm::L1, 1},
+                            NormCase{1, 256, 1024, 1, 2, 2, 0.7, -1, DType::f32, DType::f32, true, Norm::L1, 1},
+                            NormCase{1, 128, 4096, 1, 8, 5, 0.45, -1, DType::f32, DType::u8, true, Norm::L2, 0}}) {
     EXPECT_EQ(run_norm_case(isa, c), "");
   }
   // A custom element score (serial path), f32 and f16 weights.

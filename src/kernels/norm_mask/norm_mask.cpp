@@ -529,9 +529,15 @@ void norm_sample_scores(const NormMaskArgs& a, size_t count, std::vector<double>
   count = std::min(count, p.tiles);
   const size_t wsz = size_of(a.weight_dtype), msz = size_of(a.mask_dtype);
   const uint64_t vb = value_bits(a.mask_dtype);
+  const bool f32 = a.weight_dtype == DType::f32;
   auto weight = [&](size_t i) {
     double x = 0;
-    visit_dtype(a.weight_dtype, [&](auto tag) {
+    if (f32) {
+      float v;
+      std::memcpy(&v, static_cast<const char*>(a.weight) + i * 4, 4);
+      x = v;
+    } else {
+      visit_dtype(a.weight_dtype, [&](auto tag) {
       using T = decltype(tag);
       if constexpr (std::is_same_v<T, float> || std::is_same_v<T, double> || std::is_same_v<T, Half> ||
                     std::is_same_v<T, BFloat16>) {
@@ -539,7 +545,8 @@ void norm_sample_scores(const NormMaskArgs& a, size_t count, std::vector<double>
         std::memcpy(&v, static_cast<const char*>(a.weight) + i * wsz, sizeof(T));
         x = to_double(v);
       }
-    });
+      });
+    }
     if (a.mask_weights) {
       uint64_t m = 0;
       std::memcpy(&m, static_cast<const char*>(a.mask) + i * msz, msz);
