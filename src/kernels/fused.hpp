@@ -127,11 +127,16 @@ struct KeyThreshold {
 /// select (select.cpp).
 KeyThreshold<uint32_t> select_threshold_u32(const uint32_t* keys, size_t n, size_t k);
 
+/// Keys in flat_threshold()'s sample, taken when n >= 16 * kFlatSample: sample[i] = keys[i * s + s / 2]
+/// with s = n / kFlatSample.
+constexpr size_t kFlatSample = 32768;
+
 /// The same threshold, found for large n by bracketing the k-th key with a strided sample and one SIMD
 /// pass that counts the keys below the bracket and collects those inside it (the flat_bracket kernel),
 /// then selecting among the few; a key held by many tiles is confirmed by one counting pass. Falls back
-/// to select_threshold_u32 when the sample misleads (the result is exact either way).
-KeyThreshold<uint32_t> flat_threshold(const uint32_t* keys, size_t n, size_t k);
+/// to select_threshold_u32 when the sample misleads (the result is exact either way). `sample`: the
+/// sample already taken (kFlatSample keys, overwritten), e.g. while the keys were made; null: taken here.
+KeyThreshold<uint32_t> flat_threshold(const uint32_t* keys, size_t n, size_t k, uint32_t* sample = nullptr);
 
 /// Block widths the flat-tile passes handle.
 inline bool flat_tiles_supported(int64_t bc) { return bc == 1 || bc == 2 || bc == 4 || bc == 8 || bc == 16; }

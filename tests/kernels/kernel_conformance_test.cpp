@@ -654,7 +654,10 @@ void check_norm_mask(const KernelTable& t) {
                             NormCase{1, 512, 512, 1, 1, 1, 0.3, -1, DType::f32, DType::u8, true, Norm::L2, 0},
                             NormCase{1, 512, 512, 1, 1, 1, 0.5, -1, DType::f32, DType::bool_, true, Norm::L1, 1},
                             NormCase{1, 256, 1024, 1, 2, 2, 0.7, -1, DType::f32, DType::f32, true, Norm::L1, 1},
-                            NormCase{1, 128, 4096, 1, 8, 5, 0.45, -1, DType::f32, DType::u8, true, Norm::L2, 0}}) {
+                            NormCase{1, 128, 4096, 1, 8, 5, 0.45, -1, DType::f32, DType::u8, true, Norm::L2, 0},
+                            // 2^20 and 2^19 tiles: the sample is taken while the keys are made.
+                            NormCase{1, 1024, 1024, 1, 1, 1, 0.3, -1, DType::f32, DType::f32, true, Norm::L2, 0},
+                            NormCase{1, 1024, 1024, 1, 2, 1, 0.6, -1, DType::f32, DType::u8, true, Norm::L1, 1}}) {
     EXPECT_EQ(run_norm_case(isa, c), "");
   }
   // A custom element score (serial path), f32 and f16 weights.

@@ -98,8 +98,8 @@ void sort_keys(uint32_t* a, uint32_t* tmp, size_t n) {
 
 }  // namespace
 
-KeyThreshold<uint32_t> flat_threshold(const uint32_t* keys, size_t n, size_t k) {
-  constexpr size_t kSample = 32768;
+KeyThreshold<uint32_t> flat_threshold(const uint32_t* keys, size_t n, size_t k, uint32_t* taken) {
+  constexpr size_t kSample = kFlatSample;
   if (k == 0 || k >= n || n < 16 * kSample) return select_threshold_u32(keys, n, k);
   using ::sparsity::detail::Scratch;
   thread_local Scratch<uint32_t> sample_buffer, candidate_buffer;
@@ -107,7 +107,11 @@ KeyThreshold<uint32_t> flat_threshold(const uint32_t* keys, size_t n, size_t k) 
   // vanishing chance (d is 5 standard deviations of the k-th key's place in the sample).
   uint32_t* sample = sample_buffer.get(2 * kSample);
   const size_t stride = n / kSample;
-  for (size_t i = 0; i < kSample; ++i) sample[i] = keys[i * stride + stride / 2];
+  if (taken != nullptr) {
+    std::copy(taken, taken + kSample, sample);
+  } else {
+    for (size_t i = 0; i < kSample; ++i) sample[i] = keys[i * stride + stride / 2];
+  }
   sort_keys(sample, sample + kSample, kSample);
   const double q = static_cast<double>(k) / static_cast<double>(n);
   const size_t spread = 16 + static_cast<size_t>(5.0 * std::sqrt(static_cast<double>(kSample) * q * (1.0 - q)));

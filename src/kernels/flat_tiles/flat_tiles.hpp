@@ -100,6 +100,13 @@ struct FlatTiles {
         equal += static_cast<size_t>(__builtin_popcountll(eq));
         inside &= ~eq;
       }
+      // The usual zero or one key of a batch is copied without a data-dependent branch (an empty copy
+      // writes the slot past the last one and does not count); more one by one.
+      if (count < cap) {
+        out[count] = keys[i + static_cast<size_t>(__builtin_ctzll(inside | (uint64_t{1} << (L - 1))))];
+        count += inside != 0;
+        inside &= inside - 1;
+      }
       while (inside != 0) {
         if (count == cap + 1) return count;
         out[count++] = keys[i + static_cast<size_t>(__builtin_ctzll(inside))];
@@ -305,7 +312,12 @@ struct FlatTiles {
                                   : BU::load_unaligned(static_cast<const uint32_t*>(mask) + i);
             // Byte masks: any non-zero byte; f32 masks: any non-zero value (-0.0 is zero).
             const auto keep = (ByteMask ? m : (m & value_bits)) != u_zero;
-            odd = odd | (m ^ xsimd::select(keep, one, u_zero));
+            // Bytes: any bit above bit 0 shows; f32: the value against the 0 or 1.0 its keep calls for.
+            if constexpr (ByteMask) {
+              odd = odd | m;
+            } else {
+              odd = odd | (m ^ xsimd::select(keep, one, u_zero));
+            }
             const uint64_t kb = simd::movemask<Arch>(keep);
             put_bits(old_bits, i, kb);
             // A plain load (opaque: not folded into a load masked by `keep`, which would wait for the mask).
@@ -343,7 +355,7 @@ struct FlatTiles {
               .store_unaligned(keys + base / BC + g * L);
         }
       }
-      if (xsimd::any(odd != u_zero)) canonical = false;
+      if (xsimd::any((ByteMask ? (odd & BU(~1u)) : odd) != u_zero)) canonical = false;
       return blocks * S;
     }
   }

@@ -33,6 +33,7 @@ struct TensorScratch {
   Scratch<float> scores32;       // per tile: mean score (general path, f32 scores)
   Scratch<double> scores64;      // per tile: mean score (general path, f64 scores)
   Scratch<uint8_t> canonical;    // per chunk: 1 when every mask element was exactly 0 or 1
+  Scratch<uint32_t> sample;      // flat_threshold's sample of the keys (flat path)
 
   void trim() {
     constexpr size_t kKeepBytes = size_t{64} << 20;
@@ -241,11 +242,23 @@ void run_flat(const Plan& p) {
   const BitsToMaskFn to_mask = table_for_alignment(mask, msz).bits_to_mask[size_index(msz)];
   const uint64_t one = one_bits(a.mask_dtype);
 
+  // flat_threshold's sample, taken from each chunk's keys while they are in cache.
+  const bool sampling = p.global == nullptr && p.tiles >= 16 * kFlatSample;
+  uint32_t* sample = sampling ? ws.tensor.sample.get(kFlatSample) : nullptr;
+  const size_t stride = p.tiles / kFlatSample;
   detail::parallel_pieces(p.threads, n_chunks, static_cast<int64_t>(kChunk), 1, [&](int, int64_t b, int64_t e) {
     for (int64_t c = b; c < e; ++c) {
       const size_t off = static_cast<size_t>(c) * kChunk, cn = std::min(kChunk, n - off);
       canonical[c] = scores(w + off * 4, mask + off * msz, cn, p.bc, a.norm, p.zeros, keys + off / ub,
                             old_bits + off / 8, nm ? pruned_bits + off / 8 : nullptr);
+      if (!sampling) continue;
+      // Sample i sits at tile i * stride + stride / 2.
+      const size_t t0 = off / ub, t1 = (off + cn) / ub;
+      for (size_t i = t0 > stride / 2 ? (t0 - stride / 2 + stride - 1) / stride : 0; i < kFlatSample; ++i) {
+        const size_t at = i * stride + stride / 2;
+        if (at >= t1) break;
+        sample[i] = keys[at];
+      }
     }
   });
   if (p.global != nullptr) {
@@ -253,7 +266,7 @@ void run_flat(const Plan& p) {
     ws.tensor.trim();
     return;
   }
-  const KeyThreshold<uint32_t> threshold = flat_threshold(keys, p.tiles, p.k);
+  const KeyThreshold<uint32_t> threshold = flat_threshold(keys, p.tiles, p.k, sample);
   detail::parallel_pieces(p.threads, n_chunks, static_cast<int64_t>(kChunk), 1, [&](int piece, int64_t b, int64_t e) {
     uint8_t* fresh = ws.piece(piece).fresh.get(kChunk / 8);
     for (int64_t c = b; c < e; ++c) {

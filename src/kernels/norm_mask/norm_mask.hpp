@@ -67,7 +67,11 @@ struct NormMask {
         const BU m = ByteMask ? simd::load_widen_u8<Arch>(static_cast<const uint8_t*>(mask) + i + j)
                               : BU::load_unaligned(static_cast<const uint32_t*>(mask) + i + j);
         const auto keep = (ByteMask ? m : (m & value_bits)) != zero;
-        odd = odd | (m ^ xsimd::select(keep, one, zero));
+        if constexpr (ByteMask) {
+          odd = odd | m;  // any bit above bit 0 shows
+        } else {
+          odd = odd | (m ^ xsimd::select(keep, one, zero));
+        }
         word |= simd::movemask<Arch>(keep) << j;
         if (out != nullptr) xsimd::select(keep, BU::load_unaligned(wp + i + j), zero).store_unaligned(out + i + j);
       }
@@ -94,7 +98,7 @@ struct NormMask {
         if (out != nullptr) out[k] = keep ? simd::load_scalar<Arch, uint32_t>(wp + k) : 0u;
       }
     }
-    return canonical && !xsimd::any(odd != zero);
+    return canonical && !xsimd::any((ByteMask ? (odd & BU(~1u)) : odd) != zero);
   }
 
   /// NormBitsFn: new mask bits of `rows` rows of `cols` elements whose first row starts a tile row.
