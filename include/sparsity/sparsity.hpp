@@ -8,6 +8,7 @@
 #include "sparsity/base/ordered_map.hpp"
 #include "sparsity/base/json.hpp"
 #include "sparsity/kernels/kernels.hpp"
+#include "sparsity/kernels/global_threshold.hpp"
 #include "sparsity/core/tensor.hpp"
 #include "sparsity/core/ops.hpp"
 #include "sparsity/core/module.hpp"

@@ -49,8 +49,9 @@ using MaskToBytesFn = void (*)(const void* mask, size_t n, uint64_t value_bits, 
 ///             the same value block_scores gives for a 1 x bc block;
 ///   pruned_bits (only when zeros < bc) bit i = e_i is among the `zeros` smallest of its tile (NaN largest,
 ///             ties to the lower position), as tile_smallest ranks them.
-/// Bits start at bit 0 of byte 0; the unused high bits of the last byte are 0.
-using FlatScoresFn = void (*)(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
+/// Bits start at bit 0 of byte 0; the unused high bits of the last byte are 0. Returns whether every mask
+/// element is exactly 0 or 1 (+0.0 or 1.0 for an f32 mask), so that unchanged mask bits mean an unchanged mask.
+using FlatScoresFn = bool (*)(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
                               uint32_t* keys, uint8_t* old_bits, uint8_t* pruned_bits);
 /// Pass 2: tile t is selected when keys[t] < threshold, or keys[t] == threshold and t < cut; bit i of `bits`
 /// is 0 when the tile of element i is selected and the element is pruned in it (bit i of `pruned_bits`,
@@ -81,6 +82,34 @@ using SparseMatmulFn = void (*)(const SparseWeight& w, const float* xt, int64_t 
                                 const float* bias, float* y, int64_t ldy, int64_t row0, int64_t row1,
                                 float* scratch);
 
+/// The bracket pass of flat_threshold() and of a global ranking: counts the keys below `lo` into *below and
+/// copies the keys in [lo, hi] (in index order) to `out`, except the keys equal to *heavy (when `heavy` is
+/// not null), which are only counted into *heavy_count; returns how many were copied, or a number above
+/// `cap` (with `out` holding the first cap + 1 and the counts unspecified) when there are more than `cap`.
+using FlatBracketFn = size_t (*)(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, const uint32_t* heavy,
+                                 uint32_t* out, size_t cap, size_t* below, size_t* heavy_count);
+
+/// A global ranking's split of n tile keys by its window [lo, hi]: bit i of below_bits = keys[i] < lo; bit i
+/// of heavy_bits = keys[i] == *heavy inside the window (heavy and heavy_bits null: none); the other keys
+/// inside the window are copied with their index (index0 + i) to window_keys / window_index. Bits start at
+/// bit 0 of word 0 (whole words written, unused high bits 0). Returns how many were copied, or a number
+/// above `cap` (outputs partial) when there are more than `cap`.
+using FlatSplitFn = size_t (*)(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, const uint32_t* heavy,
+                               uint64_t* below_bits, uint64_t* heavy_bits, uint32_t* window_keys,
+                               uint32_t* window_index, uint32_t index0, size_t cap);
+
+/// WeightNorm's general path, prologue of a chunk of n f32 weights: bit i of `old_bits` = mask_i kept (a byte
+/// mask: non-zero byte; an f32 mask: non-zero value, -0.0 being zero); when `masked` is not null,
+/// masked_i = kept ? w_i : +0. Bits start at bit 0 of byte 0; the unused high bits of the last byte are 0.
+/// Returns whether every mask element is exactly 0 or 1 (+0.0 or 1.0 for an f32 mask).
+using NormPrologueFn = bool (*)(const void* w, const void* mask, size_t n, void* masked, uint8_t* old_bits);
+/// WeightNorm's general path, mask pass over `rows` rows of `cols` elements that start a row of br x bc tiles:
+/// element (r, c) is pruned (bit 0) when its tile's flag selected[(r / br) * tiles_c + c / bc] is non-zero
+/// and (pruned_bits null, or bit r * cols + c of pruned_bits set); else kept (bit 1). `selected` may be read
+/// up to 64 bytes past the last flag and `pruned_bits` up to 8 bytes past its last byte.
+using NormBitsFn = void (*)(const uint8_t* selected, int64_t tiles_c, const uint8_t* pruned_bits, int64_t rows,
+                            int64_t cols, int64_t br, int64_t bc, uint8_t* bits);
+
 /// Every kernel entry of one ISA. Entries an ISA does not specialise keep the scalar reference.
 struct KernelTable {
   Isa isa = Isa::scalar;
@@ -102,6 +131,10 @@ struct KernelTable {
   FlatMaskFn flat_mask = nullptr;
   SparseMatvecFn sparse_matvec[4][3] = {};  // SparseLayout (nm, bsr, bitmask, csr) x value dtype (f32, f16, bf16)
   SparseMatmulFn sparse_matmul[4][3] = {};
+  FlatBracketFn flat_bracket = nullptr;
+  FlatSplitFn flat_split = nullptr;
+  NormPrologueFn norm_prologue[2] = {};  // f32 mask, byte mask
+  NormBitsFn norm_bits = nullptr;
 };
 
 /// The table of `isa` (compiled in and supported, else FailedPrecondition naming it).

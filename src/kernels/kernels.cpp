@@ -2,8 +2,10 @@
 #include "sparsity/kernels/kernels.hpp"
 
 #include <algorithm>
+#include <utility>
 #include <vector>
 
+#include "base/parallel.hpp"
 #include "kernels/dispatch.hpp"
 #include "base/scratch.hpp"
 #include "kernels/fused.hpp"
@@ -13,32 +15,10 @@ namespace sparsity::kernels {
 
 namespace {
 
-// Below this many elements a kernel runs on one thread whatever num_threads() says.
-constexpr int64_t kParallelMinElements = int64_t{1} << 16;
-
-// Calls f(begin, end) over [0, count) split into at most num_threads() pieces whose boundaries are
-// multiples of `align`. Every kernel result depends only on its own piece, so the split never changes it.
+// Every entry splits its work into fixed pieces over num_threads() threads (base/parallel.hpp).
 template <class F>
 void parallel_for(int64_t count, int64_t work_per_item, int64_t align, F&& f) {
-  int threads = num_threads();
-  if (threads > 1 && count * work_per_item >= kParallelMinElements && count >= 2 * align) {
-    threads = static_cast<int>(std::min<int64_t>(threads, count / align));
-  } else {
-    threads = 1;
-  }
-  if (threads <= 1) {
-    if (count > 0) f(int64_t{0}, count);
-    return;
-  }
-  int64_t piece = (count + threads - 1) / threads;
-  piece = (piece + align - 1) / align * align;
-#ifdef SPARSITY_HAVE_OPENMP
-#pragma omp parallel for num_threads(threads) schedule(static)
-#endif
-  for (int t = 0; t < threads; ++t) {
-    const int64_t b = std::min<int64_t>(count, t * piece), e = std::min<int64_t>(count, b + piece);
-    if (b < e) f(b, e);
-  }
+  detail::parallel_for(num_threads(), count, work_per_item, align, std::forward<F>(f));
 }
 
 void check_float(DType dtype, const char* what) {
@@ -171,15 +151,9 @@ int64_t count_kept_bytes(const uint8_t* mask, size_t n) {
   check_ptr(mask, n, "count_kept_bytes", "mask");
   const CountBytesFn fn = active_table().count_bytes;
   // Integer partial sums: the total is exact whatever the split.
-  int64_t total = 0;
-  parallel_for(static_cast<int64_t>(n), 1, 64, [&](int64_t b, int64_t e) {
-    const int64_t part = fn(mask + b, static_cast<size_t>(e - b));
-#ifdef SPARSITY_HAVE_OPENMP
-#pragma omp atomic
-#endif
-    total += part;
+  return detail::parallel_sum<int64_t>(num_threads(), static_cast<int64_t>(n), 1, 64, [&](int64_t b, int64_t e) {
+    return fn(mask + b, static_cast<size_t>(e - b));
   });
-  return total;
 }
 
 int64_t count_kept_bits(const uint8_t* bits, size_t n) {
@@ -278,7 +252,7 @@ void check_flat_block(int64_t bc, size_t n, const char* what) {
 }
 }  // namespace
 
-void flat_tile_scores(const void* w, const void* mask, DType mask_dtype, size_t n, int64_t bc, Norm norm,
+bool flat_tile_scores(const void* w, const void* mask, DType mask_dtype, size_t n, int64_t bc, Norm norm,
                       int64_t zeros, uint32_t* keys, uint8_t* old_bits, uint8_t* pruned_bits) {
   check_flat_block(bc, n, "flat_tile_scores");
   const bool byte_mask = mask_dtype == DType::u8 || mask_dtype == DType::bool_;
@@ -290,7 +264,7 @@ void flat_tile_scores(const void* w, const void* mask, DType mask_dtype, size_t 
   const bool aligned =
       reinterpret_cast<uintptr_t>(w) % 4 == 0 && (byte_mask || reinterpret_cast<uintptr_t>(mask) % 4 == 0);
   const KernelTable& table = aligned ? active_table() : table_for(Isa::scalar);
-  table.flat_scores[byte_mask ? 1 : 0](w, mask, n, bc, norm, zeros, keys, old_bits, pruned_bits);
+  return table.flat_scores[byte_mask ? 1 : 0](w, mask, n, bc, norm, zeros, keys, old_bits, pruned_bits);
 }
 
 void flat_tile_mask(const uint32_t* keys, size_t n, int64_t bc, KeyThreshold<uint32_t> threshold, size_t tile0,

@@ -269,9 +269,22 @@ void mask_to_bytes_reference(const void* mask, size_t n, uint64_t value_bits, ui
   for (size_t i = 0; i < n; ++i) bytes[i] = (load_u<U>(mask, i) & static_cast<U>(value_bits)) != 0;
 }
 
+// A mask element that is exactly 0 or 1 (+0.0 or 1.0 for an f32 mask).
 template <bool ByteMask>
-void flat_scores_reference(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
+bool canonical_mask_element(const void* mask, size_t i) {
+  if constexpr (ByteMask) {
+    return load_u<uint8_t>(mask, i) <= 1;
+  } else {
+    const uint32_t m = load_u<uint32_t>(mask, i);
+    return m == 0 || m == 0x3f800000u;
+  }
+}
+
+template <bool ByteMask>
+bool flat_scores_reference(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
                            uint32_t* keys, uint8_t* old_bits, uint8_t* pruned_bits) {
+  bool canonical = true;
+  for (size_t i = 0; i < n; ++i) canonical = canonical && canonical_mask_element<ByteMask>(mask, i);
   const size_t b = static_cast<size_t>(bc);
   const bool nm = zeros < bc;
   std::fill(old_bits, old_bits + (n + 7) / 8, uint8_t{0});
@@ -307,10 +320,11 @@ void flat_scores_reference(const void* w, const void* mask, size_t n, int64_t bc
       if (rank < zeros) pruned_bits[i / 8] = static_cast<uint8_t>(pruned_bits[i / 8] | (1u << (i % 8)));
     }
   }
+  return canonical;
 }
-template void flat_scores_reference<false>(const void*, const void*, size_t, int64_t, Norm, int64_t, uint32_t*,
+template bool flat_scores_reference<false>(const void*, const void*, size_t, int64_t, Norm, int64_t, uint32_t*,
                                            uint8_t*, uint8_t*);
-template void flat_scores_reference<true>(const void*, const void*, size_t, int64_t, Norm, int64_t, uint32_t*,
+template bool flat_scores_reference<true>(const void*, const void*, size_t, int64_t, Norm, int64_t, uint32_t*,
                                           uint8_t*, uint8_t*);
 
 void flat_mask_reference(const uint32_t* keys, size_t n, int64_t bc, uint32_t threshold, size_t cut,
@@ -321,6 +335,225 @@ void flat_mask_reference(const uint32_t* keys, size_t n, int64_t bc, uint32_t th
     const bool selected = keys[t] < threshold || (keys[t] == threshold && t < cut);
     const bool pruned = pruned_bits == nullptr || ((pruned_bits[i / 8] >> (i % 8)) & 1u);
     if (!(selected && pruned)) bits[i / 8] = static_cast<uint8_t>(bits[i / 8] | (1u << (i % 8)));
+  }
+}
+
+size_t flat_bracket_reference(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, const uint32_t* heavy,
+                              uint32_t* out, size_t cap, size_t* below, size_t* heavy_count) {
+  size_t count = 0, under = 0, equal = 0;
+  for (size_t i = 0; i < n; ++i) {
+    under += keys[i] < lo;
+    if (keys[i] >= lo && keys[i] <= hi) {
+      if (heavy != nullptr && keys[i] == *heavy) {
+        ++equal;
+        continue;
+      }
+      if (count == cap + 1) return count;
+      out[count++] = keys[i];
+    }
+  }
+  *below = under;
+  if (heavy_count != nullptr) *heavy_count = equal;
+  return count;
+}
+
+size_t flat_split_reference(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, const uint32_t* heavy,
+                            uint64_t* below_bits, uint64_t* heavy_bits, uint32_t* window_keys, uint32_t* window_index,
+                            uint32_t index0, size_t cap) {
+  std::fill(below_bits, below_bits + (n + 63) / 64, uint64_t{0});
+  if (heavy_bits != nullptr) std::fill(heavy_bits, heavy_bits + (n + 63) / 64, uint64_t{0});
+  size_t count = 0;
+  for (size_t i = 0; i < n; ++i) {
+    const uint32_t k = keys[i];
+    if (k < lo) {
+      below_bits[i / 64] |= uint64_t{1} << (i % 64);
+    } else if (k <= hi) {
+      if (heavy != nullptr && k == *heavy) {
+        heavy_bits[i / 64] |= uint64_t{1} << (i % 64);
+        continue;
+      }
+      if (count == cap + 1) return count;
+      window_keys[count] = k;
+      window_index[count] = static_cast<uint32_t>(index0 + i);
+      ++count;
+    }
+  }
+  return count;
+}
+
+template <bool ByteMask>
+bool norm_prologue_reference(const void* w, const void* mask, size_t n, void* masked, uint8_t* old_bits) {
+  std::fill(old_bits, old_bits + (n + 7) / 8, uint8_t{0});
+  bool canonical = true;
+  for (size_t i = 0; i < n; ++i) {
+    canonical = canonical && canonical_mask_element<ByteMask>(mask, i);
+    const bool keep =
+        ByteMask ? load_u<uint8_t>(mask, i) != 0 : (load_u<uint32_t>(mask, i) & 0x7fffffffu) != 0;
+    if (keep) old_bits[i / 8] = static_cast<uint8_t>(old_bits[i / 8] | (1u << (i % 8)));
+    if (masked != nullptr) store_u<uint32_t>(masked, i, keep ? load_u<uint32_t>(w, i) : 0u);
+  }
+  return canonical;
+}
+template bool norm_prologue_reference<false>(const void*, const void*, size_t, void*, uint8_t*);
+template bool norm_prologue_reference<true>(const void*, const void*, size_t, void*, uint8_t*);
+
+void norm_bits_reference(const uint8_t* selected, int64_t tiles_c, const uint8_t* pruned_bits, int64_t rows,
+                         int64_t cols, int64_t br, int64_t bc, uint8_t* bits) {
+  const size_t n = static_cast<size_t>(rows * cols);
+  std::fill(bits, bits + (n + 7) / 8, uint8_t{0});
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) {
+      const size_t i = static_cast<size_t>(r * cols + c);
+      const bool in_selected_tile = selected[(r / br) * tiles_c + c / bc] != 0;
+      const bool pruned = pruned_bits == nullptr || ((pruned_bits[i / 8] >> (i % 8)) & 1u);
+      if (!(in_selected_tile && pruned)) bits[i / 8] = static_cast<uint8_t>(bits[i / 8] | (1u << (i % 8)));
+    }
+  }
+}
+
+// ---- norm_mask_reference: the whole WeightNorm mask computation, plainly ----------------------------
+
+namespace {
+
+// Element scores and tile means in the scores' type S (double for f64 weights, else float rounded to the
+// weight's dtype for f16/bf16).
+template <class S>
+struct NormOracle {
+  const NormMaskArgs& a;
+  DType dtype;
+
+  S round(S v) const {
+    if constexpr (std::is_same_v<S, float>) {
+      if (dtype == DType::f16) return Half::to_float(Half::from_float(v));
+      if (dtype == DType::bf16) return BFloat16::to_float(BFloat16::from_float(v));
+    }
+    return v;
+  }
+  S weight(size_t i) const {
+    switch (dtype) {
+      case DType::f32: return static_cast<S>(load_u<float>(a.weight, i));
+      case DType::f64: return static_cast<S>(load_u<double>(a.weight, i));
+      case DType::f16: return static_cast<S>(Half::to_float(load_u<uint16_t>(a.weight, i)));
+      default: return static_cast<S>(BFloat16::to_float(load_u<uint16_t>(a.weight, i)));
+    }
+  }
+  S score(S x) const {
+    if (a.score != nullptr) return round(static_cast<S>((*a.score)(static_cast<double>(x))));
+    return round(a.norm == Norm::L1 ? std::fabs(x) : x * x);
+  }
+  static uint64_t key(S v) {
+    if constexpr (std::is_same_v<S, float>) {
+      return order_key_f32(load_u<uint32_t>(&v, 0));
+    } else {
+      return order_key_f64(load_u<uint64_t>(&v, 0));
+    }
+  }
+};
+
+bool mask_element_kept(DType dtype, const void* mask, size_t i) {
+  switch (size_of(dtype)) {
+    case 1: return load_u<uint8_t>(mask, i) != 0;
+    case 2: return (load_u<uint16_t>(mask, i) & (is_floating(dtype) ? 0x7fffu : 0xffffu)) != 0;
+    case 4: return (load_u<uint32_t>(mask, i) & (is_floating(dtype) ? 0x7fffffffu : 0xffffffffu)) != 0;
+    default: return (load_u<uint64_t>(mask, i) & (is_floating(dtype) ? ~0ull >> 1 : ~0ull)) != 0;
+  }
+}
+
+void write_mask_element(DType dtype, void* mask, size_t i, bool keep) {
+  uint64_t one = 1;
+  if (dtype == DType::f32) one = 0x3f800000u;
+  if (dtype == DType::f64) one = 0x3ff0000000000000ull;
+  if (dtype == DType::f16) one = 0x3c00u;
+  if (dtype == DType::bf16) one = 0x3f80u;
+  const uint64_t v = keep ? one : 0;
+  switch (size_of(dtype)) {
+    case 1: store_u<uint8_t>(mask, i, static_cast<uint8_t>(v)); break;
+    case 2: store_u<uint16_t>(mask, i, static_cast<uint16_t>(v)); break;
+    case 4: store_u<uint32_t>(mask, i, static_cast<uint32_t>(v)); break;
+    default: store_u<uint64_t>(mask, i, v); break;
+  }
+}
+
+template <class S>
+void norm_mask_oracle(const NormMaskArgs& a) {
+  const NormOracle<S> o{a, a.weight_dtype};
+  const int64_t rows = a.rows, cols = a.cols;
+  const size_t per = static_cast<size_t>(rows * cols), n = per * static_cast<size_t>(a.batch);
+  // Scores of the masked weights.
+  std::vector<S> s(n);
+  for (size_t i = 0; i < n; ++i) {
+    const bool keep = !a.mask_weights || mask_element_kept(a.mask_dtype, a.mask, i);
+    s[i] = o.score(keep ? o.weight(i) : S{0});
+  }
+  // Tiles of the clamped block, matrix by matrix, row-major.
+  const int64_t br = std::min(a.block_rows, rows), bc = std::min(a.block_cols, cols);
+  const int64_t vpb = br * bc, zeros = std::min(a.zeros_per_block, vpb);
+  const int64_t tr = (rows + br - 1) / br, tc = (cols + bc - 1) / bc;
+  const size_t tiles = static_cast<size_t>(a.batch * tr * tc);
+  auto element = [&](size_t tile, int64_t p, size_t* index) {
+    const int64_t b = static_cast<int64_t>(tile) / (tr * tc), t = static_cast<int64_t>(tile) % (tr * tc);
+    const int64_t r = (t / tc) * br + p / bc, c = (t % tc) * bc + p % bc;
+    *index = static_cast<size_t>(b) * per + static_cast<size_t>(r * cols + c);
+    return r < rows && c < cols;
+  };
+  std::vector<std::pair<uint64_t, size_t>> order(tiles);
+  for (size_t t = 0; t < tiles; ++t) {
+    S sum = 0;
+    int64_t count = 0;
+    for (int64_t p = 0; p < vpb; ++p) {
+      size_t i;
+      if (element(t, p, &i)) {
+        sum += s[i];
+        ++count;
+      }
+    }
+    order[t] = {NormOracle<S>::key(o.round(sum / static_cast<S>(count))), t};
+  }
+  size_t k;
+  if (a.tiles_to_prune >= 0) {
+    k = std::min(static_cast<size_t>(a.tiles_to_prune), tiles);
+  } else if (a.sparsity_level >= 1) {
+    k = tiles;
+  } else {
+    const double raw = std::nearbyint(a.sparsity_level * static_cast<double>(tiles));  // half to even
+    k = static_cast<size_t>(std::max(0.0, std::min(static_cast<double>(tiles) - 1.0, raw)));
+  }
+  std::sort(order.begin(), order.end());
+  std::vector<uint8_t> pruned(n, 0);
+  for (size_t j = 0; j < k; ++j) {
+    const size_t t = order[j].second;
+    // Positions outside the matrix rank as NaN at their place.
+    const uint64_t missing = NormOracle<S>::key(std::numeric_limits<S>::quiet_NaN());
+    std::vector<std::pair<uint64_t, int64_t>> in_tile;
+    for (int64_t p = 0; p < vpb; ++p) {
+      size_t i;
+      in_tile.push_back({element(t, p, &i) ? NormOracle<S>::key(s[i]) : missing, p});
+    }
+    std::sort(in_tile.begin(), in_tile.end());
+    for (int64_t q = 0; q < zeros; ++q) {
+      size_t i;
+      if (element(t, in_tile[static_cast<size_t>(q)].second, &i)) pruned[i] = 1;
+    }
+  }
+  for (size_t i = 0; i < n; ++i) write_mask_element(a.mask_dtype, a.mask, i, !pruned[i]);
+}
+
+}  // namespace
+
+void norm_mask_reference(const NormMaskArgs& a) {
+  const size_t n = static_cast<size_t>(a.batch * a.rows * a.cols);
+  const int64_t vpb = a.block_rows * a.block_cols;
+  const int constant = norm_mask_constant(a.sparsity_level, a.tiles_to_prune, a.zeros_per_block, vpb);
+  const bool fill = constant >= 0, keep = constant == 1;
+  if (fill) {
+    for (size_t i = 0; i < n; ++i) write_mask_element(a.mask_dtype, a.mask, i, keep);
+    return;
+  }
+  if (n == 0) return;
+  if (a.weight_dtype == DType::f64) {
+    norm_mask_oracle<double>(a);
+  } else {
+    norm_mask_oracle<float>(a);
   }
 }
 
@@ -501,6 +734,11 @@ void fill_reference(KernelTable& t) {
   t.flat_scores[0] = flat_scores_reference<false>;
   t.flat_scores[1] = flat_scores_reference<true>;
   t.flat_mask = flat_mask_reference;
+  t.flat_bracket = flat_bracket_reference;
+  t.flat_split = flat_split_reference;
+  t.norm_prologue[0] = norm_prologue_reference<false>;
+  t.norm_prologue[1] = norm_prologue_reference<true>;
+  t.norm_bits = norm_bits_reference;
   t.bytes_to_mask[0] = bytes_to_mask_reference<uint8_t>;
   t.bytes_to_mask[1] = bytes_to_mask_reference<uint16_t>;
   t.bytes_to_mask[2] = bytes_to_mask_reference<uint32_t>;

@@ -53,17 +53,11 @@ std::string join(const std::vector<std::string>& names) {
 // ---- built-in sparsifiers -------------------------------------------------------------------------
 
 void check_weight_norm(const std::string& key, const Json& v, const std::string& where) {
-  if (key == "sparsity_level") {
-    if (!is_real(v) || v.get<double>() < 0.0 || v.get<double>() > 1.0) {
-      bad("expected a number in [0, 1], got " + printable(v.dump()).substr(0, 60), where);
-    }
-  } else if (key == "sparse_block_shape") {
-    if (!v.is_array() || v.size() != 2) bad("expected [rows, cols], got " + printable(v.dump()).substr(0, 60), where);
-    for (const auto& d : v) need_int(d, 1, std::numeric_limits<int32_t>::max(), "[rows, cols] of positive integers", where);
-  } else if (key == "zeros_per_block") {
-    if (!v.is_null()) need_int(v, 0, std::numeric_limits<int32_t>::max(), "a non-negative integer or null", where);
-  } else if (key == "norm") {
-    if (!v.is_string() || (v != "L1" && v != "L2")) bad("expected \"L1\" or \"L2\", got " + printable(v.dump()).substr(0, 60), where);
+  // The sparsifier's own check (types and limits), then the file's rule: a configured level is a fraction.
+  const std::string problem = WeightNormSparsifier::option_error(key, v);
+  if (!problem.empty()) bad(key + " " + problem, where);
+  if (key == "sparsity_level" && !(v.get<double>() >= 0.0 && v.get<double>() <= 1.0)) {
+    bad("sparsity_level must be in [0, 1], got " + printable(v.dump()).substr(0, 60), where);
   }
 }
 

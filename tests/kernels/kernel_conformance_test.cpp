@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "kernels/dispatch.hpp"
+#include "kernels/fused.hpp"
 #include "kernels/reference.hpp"
 #include "sparsity/kernels/kernels.hpp"
 #include "test_util.hpp"
@@ -287,7 +288,10 @@ void check_stats(const KernelTable& t) {
 
 // ---- fused WeightNorm passes over flat tiles ----------------------------------------------------------
 
+void check_flat_threshold(const KernelTable& t);
+
 void check_flat_tiles(const KernelTable& t) {
+  check_flat_threshold(t);
   const KernelTable& ref = reference_table();
   for (int64_t bc : {1, 2, 4, 8, 16}) {
     const size_t b = static_cast<size_t>(bc);
@@ -313,14 +317,15 @@ void check_flat_tiles(const KernelTable& t) {
               // Two calls split at a multiple of 64 elements, as the sparsifier's chunks are.
               const size_t mid = n / 2 / (64 * b) * (64 * b);
               const size_t msz = byte_mask ? 1 : 4;
-              t.flat_scores[byte_mask](w.data(), m, mid, bc, norm, zeros, gk.data(), go.data(), gp.data());
-              t.flat_scores[byte_mask](w.data() + mid * 4, static_cast<const uint8_t*>(m) + mid * msz, n - mid, bc, norm,
-                                       zeros, gk.data() + mid / b, go.data() + mid / 8, gp.data() + mid / 8);
-              ref.flat_scores[byte_mask](w.data(), m, n, bc, norm, zeros, wk.data(), wo.data(), wp.data());
+              bool gc = t.flat_scores[byte_mask](w.data(), m, mid, bc, norm, zeros, gk.data(), go.data(), gp.data());
+              gc &= t.flat_scores[byte_mask](w.data() + mid * 4, static_cast<const uint8_t*>(m) + mid * msz, n - mid, bc,
+                                             norm, zeros, gk.data() + mid / b, go.data() + mid / 8, gp.data() + mid / 8);
+              const bool wc = ref.flat_scores[byte_mask](w.data(), m, n, bc, norm, zeros, wk.data(), wo.data(), wp.data());
               const std::string what = "bc " + std::to_string(bc) + " n " + std::to_string(n) + " zeros " +
                                        std::to_string(zeros) + " norm " + std::to_string(static_cast<int>(norm)) +
                                        (byte_mask ? " byte mask" : " f32 mask") + " source " + std::to_string(source);
               EXPECT_EQ(gk, wk) << "keys, " << what;
+              EXPECT_EQ(gc, wc) << "canonical, " << what;
               EXPECT_BYTES_EQ(go, wo, "old bits, " << what);
               if (zeros < bc) EXPECT_BYTES_EQ(gp, wp, "pruned bits, " << what);
               if (zeros >= bc || n == 0) continue;
@@ -597,6 +602,329 @@ void check_sparse_linear(const KernelTable& t) {
         EXPECT_FLOATS_SAME(got, want, "batch " << batch << ", " << what);
       }
     }
+  }
+}
+
+// The bracket pass of flat_threshold and the threshold itself (against the radix select) on keys with many
+// ties, NaN keys and ranges that hold everything, nothing or overflow the cap.
+void check_flat_threshold(const KernelTable& t) {
+  const KernelTable& ref = reference_table();
+  for (size_t n : sizes(t.isa)) {
+    std::vector<uint32_t> keys(n + 1);
+    std::mt19937_64 rng(n + 11);
+    for (auto& k : keys) k = static_cast<uint32_t>(rng() % 97) * 0x01000000u + static_cast<uint32_t>(rng() % 3);
+    for (uint32_t lo : {0u, 0x10000000u, 0x30000001u}) {
+      for (uint32_t hi : {0x2fffffffu, 0x60000000u, ~0u}) {
+        for (size_t cap : {size_t{0}, n / 8, n}) {
+         for (int with_heavy = 0; with_heavy < 3; ++with_heavy) {
+          // No heavy key; one inside the bracket (a frequent key); one outside it.
+          const uint32_t heavy = with_heavy == 1 ? 0x30000001u : 0x70000000u;
+          const uint32_t* hp = with_heavy ? &heavy : nullptr;
+          std::vector<uint32_t> go(cap + 2, 1), wo(cap + 2, 2);
+          size_t gb = 3, wb = 4, gh = 5, wh = 6;
+          const size_t gm = t.flat_bracket(keys.data() + 1, n, lo, hi, hp, go.data(), cap, &gb, &gh);
+          const size_t wm = ref.flat_bracket(keys.data() + 1, n, lo, hi, hp, wo.data(), cap, &wb, &wh);
+          const std::string what = "n " + std::to_string(n) + " lo " + std::to_string(lo) + " hi " +
+                                   std::to_string(hi) + " cap " + std::to_string(cap) + " heavy " + std::to_string(with_heavy);
+          ASSERT_EQ(gm > cap, wm > cap) << what;
+          if (wm > cap) continue;
+          EXPECT_EQ(gm, wm) << what;
+          EXPECT_EQ(gb, wb) << what;
+          EXPECT_EQ(gh, wh) << what;
+          go.resize(gm);
+          wo.resize(wm);
+          EXPECT_EQ(go, wo) << what;
+         }
+        }
+      }
+    }
+  }
+  // The split of a global ranking's window: below / heavy bits and the window's keys with their indices.
+  for (size_t n : sizes(t.isa)) {
+    std::vector<uint32_t> keys(n + 1);
+    std::mt19937_64 rng(n + 12);
+    for (auto& k : keys) k = static_cast<uint32_t>(rng() % 97) * 0x01000000u + static_cast<uint32_t>(rng() % 3);
+    for (uint32_t lo : {0u, 0x30000001u}) {
+      for (uint32_t hi : {0x30ffffffu, ~0u}) {
+        for (size_t cap : {size_t{0}, size_t{3}, n / 8, n}) {
+          for (bool with_heavy : {false, true}) {
+            const uint32_t heavy = 0x30000001u;
+            const size_t words = (n + 63) / 64 + 1;
+            std::vector<uint64_t> gb(words, 7), wb(words, 7), gh(words, 9), wh(words, 9);
+            std::vector<uint32_t> gk(cap + 2, 1), wk(cap + 2, 1), gi(cap + 2, 3), wi(cap + 2, 3);
+            const uint32_t* hp = with_heavy ? &heavy : nullptr;
+            const size_t gm = t.flat_split(keys.data() + 1, n, lo, hi, hp, gb.data(), with_heavy ? gh.data() : nullptr,
+                                           gk.data(), gi.data(), 1000, cap);
+            const size_t wm = ref.flat_split(keys.data() + 1, n, lo, hi, hp, wb.data(), with_heavy ? wh.data() : nullptr,
+                                             wk.data(), wi.data(), 1000, cap);
+            const std::string what = "split n " + std::to_string(n) + " lo " + std::to_string(lo) + " hi " +
+                                     std::to_string(hi) + " cap " + std::to_string(cap) + " heavy " + std::to_string(with_heavy);
+            ASSERT_EQ(gm > cap, wm > cap) << what;
+            if (wm > cap) continue;
+            EXPECT_EQ(gm, wm) << what;
+            EXPECT_EQ(gb, wb) << what;
+            if (with_heavy) EXPECT_EQ(gh, wh) << what;
+            gk.resize(gm);
+            wk.resize(wm);
+            gi.resize(gm);
+            wi.resize(wm);
+            EXPECT_EQ(gk, wk) << what;
+            EXPECT_EQ(gi, wi) << what;
+          }
+        }
+      }
+    }
+  }
+  ScopedIsaOverride force(t.isa);
+  for (size_t n : {size_t{300000}, size_t{1} << 20}) {
+    for (int source = 0; source < 3; ++source) {
+      std::vector<uint32_t> keys(n);
+      std::mt19937_64 rng(n + static_cast<uint64_t>(source));
+      for (auto& k : keys) {
+        const uint64_t r = rng();
+        // Distinct keys; a few distinct values; half the keys equal (a sticky mask's zero scores).
+        k = source == 0 ? static_cast<uint32_t>(r) : source == 1 ? static_cast<uint32_t>(r % 5) + 0x80000000u
+                                                                 : (r % 2 ? 0x80000000u : static_cast<uint32_t>(r >> 32) | 0x80000000u);
+      }
+      for (size_t k : {size_t{0}, size_t{1}, n / 3, n / 2, n / 2 + 1, n - 1, n}) {
+        const KeyThreshold<uint32_t> got = flat_threshold(keys.data(), n, k);
+        const KeyThreshold<uint32_t> want = select_threshold_u32(keys.data(), n, k);
+        EXPECT_EQ(got.key, want.key) << "n " << n << " source " << source << " k " << k;
+        EXPECT_EQ(got.cut, want.cut) << "n " << n << " source " << source << " k " << k;
+      }
+    }
+  }
+}
+
+// ---- WeightNorm's general path and the whole mask computation ---------------------------------------
+
+// The general path's primitives against their references: the prologue (old bits and masked weights from
+// an f32 or byte mask), and the mask pass (tile flags and in-tile choice to bits) at edge shapes.
+void check_norm_primitives(const KernelTable& t) {
+  const KernelTable& ref = reference_table();
+  for (size_t n : sizes(t.isa)) {
+    const std::vector<uint8_t> w = special_bytes(n * 4 + 8, 4, n + 17);
+    const std::vector<uint8_t> fmask = special_bytes(n * 4 + 8, 4, n + 29);
+    const std::vector<uint8_t> bmask = special_bytes(n + 8, 1, n + 31);
+    for (int byte_mask = 0; byte_mask < 2; ++byte_mask) {
+      for (bool with_masked : {true, false}) {
+        const size_t off = n % 2;  // misaligned by one element for odd sizes
+        const void* m = byte_mask ? static_cast<const void*>(bmask.data() + off) : static_cast<const void*>(fmask.data() + 4 * off);
+        std::vector<uint8_t> gm(n * 4 + 4, 0xEE), wm(n * 4 + 4, 0xEE), gb((n + 7) / 8 + 1, 0xEE), wb((n + 7) / 8 + 1, 0xEE);
+        const bool gc = t.norm_prologue[byte_mask](w.data() + 4 * off, m, n, with_masked ? gm.data() : nullptr, gb.data());
+        const bool wc = ref.norm_prologue[byte_mask](w.data() + 4 * off, m, n, with_masked ? wm.data() : nullptr, wb.data());
+        EXPECT_EQ(gc, wc) << "prologue canonical n " << n;
+        EXPECT_BYTES_EQ(gb, wb, "prologue bits n " << n << (byte_mask ? " byte mask" : " f32 mask"));
+        EXPECT_BYTES_EQ(gm, wm, "prologue masked n " << n << (byte_mask ? " byte mask" : " f32 mask"));
+      }
+    }
+  }
+  struct Shape {
+    int64_t rows, cols, br, bc;
+  };
+  const size_t l = lanes(t.isa);
+  const int64_t li = static_cast<int64_t>(l);
+  const Shape shapes[] = {{1, 1, 1, 1},      {3, li - 1, 1, 1},  {2, li, 1, 2},     {5, li + 1, 2, 4},
+                          {4, 2 * li + 3, 1, 8}, {7, 64, 3, 16}, {6, 65, 2, 3},     {9, 1021, 4, 4},
+                          {8, 33, 8, 1},     {3, 100, 1, 5},     {16, 48, 1, 16},   {2, 250, 2, 8}};
+  for (const Shape& sh : shapes) {
+    const int64_t tiles_c = (sh.cols + sh.bc - 1) / sh.bc, tiles_r = (sh.rows + sh.br - 1) / sh.br;
+    const size_t n = static_cast<size_t>(sh.rows * sh.cols);
+    std::vector<uint8_t> selected = special_bytes(static_cast<size_t>(tiles_r * tiles_c) + 64, 1, n + 3);
+    for (auto& f : selected) f = f != 0;
+    std::vector<uint8_t> pruned((n + 7) / 8 + 8);
+    std::mt19937_64 rng(n);
+    for (auto& b : pruned) b = static_cast<uint8_t>(rng());
+    for (bool with_pruned : {true, false}) {
+      std::vector<uint8_t> got((n + 7) / 8 + 1, 0xEE), want((n + 7) / 8 + 1, 0xEE);
+      const uint8_t* pr = with_pruned ? pruned.data() : nullptr;
+      t.norm_bits(selected.data(), tiles_c, pr, sh.rows, sh.cols, sh.br, sh.bc, got.data());
+      ref.norm_bits(selected.data(), tiles_c, pr, sh.rows, sh.cols, sh.br, sh.bc, want.data());
+      EXPECT_BYTES_EQ(got, want, "mask bits " << sh.rows << "x" << sh.cols << " block " << sh.br << "x" << sh.bc
+                                              << (with_pruned ? " with" : " without") << " in-tile choice");
+    }
+  }
+}
+
+// One norm_mask problem: weights and a starting mask of the given dtypes.
+struct NormCase {
+  int64_t batch, rows, cols, br, bc, zeros;
+  double level;
+  int64_t tiles_to_prune;
+  DType wdt, mdt;
+  bool mask_weights;
+  Norm norm;
+  int source;  // 0: special bit patterns, 1: few distinct values (ties)
+};
+
+std::string describe(const NormCase& c) {
+  std::string s = std::to_string(c.batch) + "x" + std::to_string(c.rows) + "x" + std::to_string(c.cols) + " block " +
+                  std::to_string(c.br) + "x" + std::to_string(c.bc) + " zeros " + std::to_string(c.zeros) +
+                  " level " + std::to_string(c.level) + " k " + std::to_string(c.tiles_to_prune) + " w " +
+                  to_string(c.wdt) + " mask " + to_string(c.mdt) + (c.mask_weights ? " masked" : " premasked") +
+                  (c.norm == Norm::L1 ? " L1" : " L2") + " source " + std::to_string(c.source);
+  return s;
+}
+
+// Weights of `dtype`: special bit patterns, or values from a few distinct ones (ties inside and across tiles).
+std::vector<uint8_t> norm_weights(DType dtype, size_t n, int source, uint64_t seed) {
+  const size_t es = size_of(dtype);
+  std::vector<uint8_t> w = special_bytes(n * es + es, es, seed);
+  if (source == 1) {
+    const auto tied = tied_scores<double>(n, seed);
+    for (size_t i = 0; i < n; ++i) {
+      const double v = tied[i];
+      if (dtype == DType::f32) {
+        const float f = static_cast<float>(v);
+        std::memcpy(w.data() + 4 * i, &f, 4);
+      } else if (dtype == DType::f64) {
+        std::memcpy(w.data() + 8 * i, &v, 8);
+      } else {
+        const uint16_t h = dtype == DType::f16 ? Half::from_float(static_cast<float>(v))
+                                               : BFloat16::from_float(static_cast<float>(v));
+        std::memcpy(w.data() + 2 * i, &h, 2);
+      }
+    }
+  }
+  return w;
+}
+
+// A mask of `dtype`, about a third of it zero (-0.0 included for floats), the rest 1 or other non-zero values.
+std::vector<uint8_t> norm_start_mask(DType dtype, size_t n, uint64_t seed) {
+  const size_t es = size_of(dtype);
+  std::vector<uint8_t> m(n * es + es);
+  std::mt19937_64 rng(seed);
+  for (size_t i = 0; i < n; ++i) {
+    const uint64_t r = rng() % 9;
+    uint64_t v = 0;
+    if (dtype == DType::f32) v = r < 2 ? 0 : r == 2 ? 0x80000000u : r == 3 ? 0x7fc00000u : 0x3f800000u;
+    if (dtype == DType::f64) v = r < 2 ? 0 : r == 2 ? 0x8000000000000000ull : 0x3ff0000000000000ull;
+    if (dtype == DType::f16) v = r < 2 ? 0 : r == 2 ? 0x8000u : 0x3c00u;
+    if (dtype == DType::bf16) v = r < 2 ? 0 : r == 2 ? 0x8000u : 0x3f80u;
+    if (!is_floating(dtype)) v = r < 3 ? 0 : r == 3 ? 7 : 1;
+    std::memcpy(m.data() + i * es, &v, es);
+  }
+  return m;
+}
+
+// norm_mask() on the table's ISA with 1 and 2 threads against norm_mask_reference(); returns "" or what differs.
+std::string run_norm_case(Isa isa, const NormCase& c, const ElementScore* score = nullptr) {
+  const size_t n = static_cast<size_t>(c.batch * c.rows * c.cols);
+  const uint64_t seed = n * 31 + static_cast<uint64_t>(c.br * 7 + c.bc + c.zeros * 3 + c.source);
+  const std::vector<uint8_t> w = norm_weights(c.wdt, n, c.source, seed);
+  const std::vector<uint8_t> start = norm_start_mask(c.mdt, n, seed + 1);
+  NormMaskArgs a;
+  a.weight_dtype = c.wdt;
+  a.weight = w.data();
+  a.mask_dtype = c.mdt;
+  a.mask_weights = c.mask_weights;
+  a.batch = c.batch;
+  a.rows = c.rows;
+  a.cols = c.cols;
+  a.block_rows = c.br;
+  a.block_cols = c.bc;
+  a.zeros_per_block = c.zeros;
+  a.sparsity_level = c.level;
+  a.tiles_to_prune = c.tiles_to_prune;
+  a.norm = c.norm;
+  a.score = score;
+  std::vector<uint8_t> want = start;
+  a.mask = want.data();
+  norm_mask_reference(a);
+  ScopedIsaOverride force(isa);
+  const int saved = num_threads();
+  std::string problem;
+  for (int threads : {1, 2}) {
+    set_num_threads(threads);
+    std::vector<uint8_t> got = start;
+    a.mask = got.data();
+    norm_mask(a);
+    if (got != want) {
+      size_t first = 0;
+      while (got[first] == want[first]) ++first;
+      problem = describe(c) + ": threads " + std::to_string(threads) + ", first difference at byte " +
+                std::to_string(first);
+      break;
+    }
+  }
+  set_num_threads(saved);
+  return problem;
+}
+
+void check_norm_mask(const KernelTable& t) {
+  check_norm_primitives(t);
+  const Isa isa = t.isa;
+  const int64_t l = static_cast<int64_t>(lanes(isa));
+  struct Geometry {
+    int64_t batch, rows, cols;
+  };
+  const Geometry shapes[] = {{1, 1, 1},     {1, 1, l - 1}, {1, 3, l + 1}, {1, 7, 2 * l + 3}, {1, 33, 64},
+                             {1, 12, 20},   {3, 5, 9},     {2, 6, 4},     {4, 3, 1},         {1, 64, 1},
+                             {1, 130, 257}, {5, 7, 3}};
+  struct Block {
+    int64_t br, bc;
+  };
+  const Block blocks[] = {{1, 1}, {1, 2}, {1, 4}, {1, 8}, {1, 16}, {2, 2}, {3, 5}, {4, 1}, {8, 8}, {1, 3}, {2, 4}};
+  const DType wdts[] = {DType::f32, DType::f64, DType::f16, DType::bf16};
+  int counter = 0;
+  for (const Geometry& g : shapes) {
+    for (const Block& b : blocks) {
+      const int64_t vpb = b.br * b.bc;
+      for (int64_t zeros : {vpb, vpb - 1, vpb / 2, int64_t{1}}) {
+        if (zeros < 1) continue;
+        ++counter;
+        // Every combination would take too long: the dtypes, masks, levels and norms rotate with the case.
+        const DType wdt = wdts[counter % 4];
+        const DType mdts[] = {wdt, DType::u8, DType::bool_, DType::f32, DType::f64};
+        const DType mdt = mdts[(counter / 4) % 5];
+        const double levels[] = {0.3, 0.5, 0.9, 1.0};
+        const double level = zeros == vpb && levels[counter % 4] >= 1.0 ? 0.7 : levels[counter % 4];
+        const Norm norm = counter % 3 == 0 ? Norm::L1 : Norm::L2;
+        const NormCase c{g.batch, g.rows, g.cols, b.br, b.bc, zeros, level, -1, wdt, mdt, counter % 5 != 0, norm,
+                         counter % 2};
+        EXPECT_EQ(run_norm_case(isa, c), "");
+        // The flat-tile path: f32 weights with f32 and u8 masks of the same problem.
+        if (b.br == 1 && flat_tiles_supported(b.bc) && g.cols % b.bc == 0) {
+          for (DType flat_mdt : {DType::f32, DType::u8}) {
+            NormCase f = c;
+            f.wdt = DType::f32;
+            f.mdt = flat_mdt;
+            f.mask_weights = true;
+            EXPECT_EQ(run_norm_case(isa, f), "");
+          }
+        }
+        // A global ranking's share: a given number of tiles.
+        NormCase k = c;
+        k.tiles_to_prune = counter % 7;
+        EXPECT_EQ(run_norm_case(isa, k), "");
+      }
+    }
+  }
+  // Large enough for several chunks and both threads, through both paths.
+  for (const NormCase& c : {NormCase{1, 301, 517, 3, 5, 15, 0.45, -1, DType::f32, DType::f32, true, Norm::L2, 0},
+                            NormCase{1, 300, 512, 1, 4, 2, 0.6, -1, DType::f32, DType::f32, true, Norm::L2, 1},
+                            NormCase{1, 256, 1024, 1, 8, 3, 0.3, -1, DType::f32, DType::u8, true, Norm::L1, 0},
+                            NormCase{3, 70, 600, 2, 4, 3, 0.7, -1, DType::f64, DType::f64, true, Norm::L1, 1},
+                            NormCase{7, 33, 300, 4, 2, 8, 0.5, -1, DType::bf16, DType::bool_, false, Norm::L2, 0},
+                            NormCase{1, 1024, 256, 1, 1, 1, 0.5, 40000, DType::f32, DType::u8, true, Norm::L1, 0},
+                            // Flat tiles large enough for flat_threshold's sampled bracket: a third of the
+                            // tiles score 0 (the start mask), so level 0.3 cuts inside that tie.
+                            NormCase{1, 512, 512, 1, 4, 2, 0.5, -1, DType::f32, DType::f32, true, Norm::L2, 0},
+                            NormCase{1, 512, 512, 1, 1, 1, 0.3, -1, DType::f32, DType::u8, true, Norm::L2, 0},
+                            NormCase{1, 512, 512, 1, 1, 1, 0.5, -1, DType::f32, DType::bool_, true, Norm::L1, 1},
+                            NormCase{1, 256, 1024, 1, 2, 2, 0.7, -1, DType::f32, DType::f32, true, Norm::L1, 1},
+                            NormCase{1, 128, 4096, 1, 8, 5, 0.45, -1, DType::f32, DType::u8, true, Norm::L2, 0},
+                            // 2^20 and 2^19 tiles: the sample is taken while the keys are made.
+                            NormCase{1, 1024, 1024, 1, 1, 1, 0.3, -1, DType::f32, DType::f32, true, Norm::L2, 0},
+                            NormCase{1, 1024, 1024, 1, 2, 1, 0.6, -1, DType::f32, DType::u8, true, Norm::L1, 1}}) {
+    EXPECT_EQ(run_norm_case(isa, c), "");
+  }
+  // A custom element score (serial path), f32 and f16 weights.
+  const ElementScore negate = [](double x) { return -x; };
+  for (const NormCase& c : {NormCase{1, 9, 14, 2, 3, 6, 0.5, -1, DType::f32, DType::f32, true, Norm::L2, 0},
+                            NormCase{2, 8, 12, 1, 4, 2, 0.5, -1, DType::f16, DType::u8, true, Norm::L2, 1},
+                            NormCase{1, 5, 8, 1, 1, 1, 0.5, -1, DType::f64, DType::f64, false, Norm::L2, 0}}) {
+    EXPECT_EQ(run_norm_case(isa, c, &negate), "");
   }
 }
 
@@ -1093,6 +1421,81 @@ TEST(SparseLinearEntry, MisuseErrorsNameTheProblem) {
   w = m.w;
   w.offsets_dtype = DType::i32;
   EXPECT_SPARSITY_ERROR(sparse_linear(w, x, 1, 8, nullptr, y, 2), InvalidArgument, "bitmask", "i64");
+}
+
+// GlobalNormMask writes each tensor's share exactly as norm_mask() would prune that many tiles of it (the
+// oracle), whether it writes from what scoring kept (flat tiles) or scores again (the general path), over
+// two steps (sticky masks, many equal zero scores), on every ISA and with 1 and 2 threads.
+TEST(GlobalNormMask, EachShareEqualsTheOracle) {
+  struct Tensor1 {
+    int64_t rows, cols, br, bc, zeros;
+    DType mdt;
+    int source;
+  };
+  const std::vector<Tensor1> tensors{{64, 256, 1, 4, 4, DType::f32, 0},   {32, 512, 1, 4, 2, DType::u8, 1},
+                                     {48, 128, 1, 1, 1, DType::f32, 0},   {20, 100, 2, 2, 4, DType::f32, 1},
+                                     {16, 1024, 1, 16, 9, DType::bool_, 0}, {8, 64, 1, 8, 8, DType::f32, 1}};
+  for (Isa isa : available_isas()) {
+    ScopedIsaOverride force(isa);
+    for (int threads : {1, 2}) {
+      set_num_threads(threads);
+      for (double level : {0.35, 0.6, -1.0}) {
+        // -1: level 0.5 with bounds that bind (those shares are pruned by scoring again).
+        const bool bounded = level < 0;
+        if (bounded) level = 0.5;
+        std::vector<std::vector<uint8_t>> weights, masks;
+        std::vector<NormMaskArgs> args(tensors.size());
+        std::vector<GlobalTensor> specs;
+        uint64_t all = 0;
+        for (size_t t = 0; t < tensors.size(); ++t) {
+          const Tensor1& x = tensors[t];
+          const size_t n = static_cast<size_t>(x.rows * x.cols);
+          weights.push_back(norm_weights(DType::f32, n, x.source, 100 + t));
+          std::vector<uint8_t> m(n * size_of(x.mdt));
+          const uint64_t one = x.mdt == DType::f32 ? 0x3f800000u : 1u;
+          for (size_t i = 0; i < n; ++i) std::memcpy(m.data() + i * size_of(x.mdt), &one, size_of(x.mdt));
+          masks.push_back(std::move(m));
+        }
+        for (size_t t = 0; t < tensors.size(); ++t) {
+          const Tensor1& x = tensors[t];
+          NormMaskArgs& a = args[t];
+          a.weight = weights[t].data();
+          a.mask_dtype = x.mdt;
+          a.mask = masks[t].data();
+          a.rows = x.rows;
+          a.cols = x.cols;
+          a.block_rows = x.br;
+          a.block_cols = x.bc;
+          a.zeros_per_block = x.zeros;
+          a.norm = t % 2 ? Norm::L1 : Norm::L2;
+          specs.push_back({norm_mask_tiles(a), bounded && t == 1 ? uint64_t{10} : 0,
+                           bounded && t == 2 ? uint64_t{1000} : ~uint64_t{0}});
+          all += specs.back().tiles;
+        }
+        for (int step = 0; step < 2; ++step) {
+          GlobalNormMask g(specs, static_cast<uint64_t>(std::nearbyint(level * static_cast<double>(all))));
+          for (size_t t = 0; t < tensors.size(); ++t) g.sample(t, args[t], 512);
+          do {
+            for (size_t t = 0; t < tensors.size(); ++t) g.score(t, args[t]);
+          } while (!g.finish());
+          uint64_t sum = 0;
+          for (size_t t = 0; t < tensors.size(); ++t) {
+            std::vector<uint8_t> want = masks[t];
+            NormMaskArgs r = args[t];
+            r.mask = want.data();
+            r.tiles_to_prune = static_cast<int64_t>(g.tiles_to_prune(t));
+            sum += g.tiles_to_prune(t);
+            norm_mask_reference(r);
+            g.apply(t, args[t]);
+            EXPECT_EQ(masks[t], want) << "tensor " << t << " step " << step << " level " << level << " isa "
+                                      << to_string(isa) << " threads " << threads;
+          }
+          EXPECT_EQ(sum, static_cast<uint64_t>(std::nearbyint(level * static_cast<double>(all))));
+        }
+      }
+    }
+  }
+  set_num_threads(1);
 }
 
 }  // namespace

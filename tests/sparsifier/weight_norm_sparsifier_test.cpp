@@ -11,12 +11,15 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <tuple>
 #include <vector>
 
 #include "sparsity/io/safetensors.hpp"
 #include "sparsity/kernels/kernels.hpp"
 #include "sparsity/nn/containers.hpp"
+#include "sparsity/nn/conv2d.hpp"
 #include "sparsity/nn/linear.hpp"
+#include "sparsity/prune/registry.hpp"
 #include "sparsity/core/parametrize.hpp"
 #include "sparsity/scheduler/base_scheduler.hpp"
 #include "sparsity/sparsifier/fake_sparsity.hpp"
@@ -325,6 +328,274 @@ TEST(WeightNormSparsifier, FlatTilePathMatchesGeneralPath) {
   kernels::set_num_threads(1);
 }
 
+// ---- N-D (conv) weights ------------------------------------------------------------------------
+
+Tensor run_once(const Tensor& weight, const WeightNormOptions& opt);
+void expect_error(const std::function<void()>& f, ErrorCode code, const std::string& needle);
+
+// Golden masks for weights of rank >= 3 (tests/data/golden/nd/gen_nd_golden.py): N:M from NVIDIA ASP's
+// published grouping (groups of M input channels at a fixed (out, k...) position), blocks and
+// unstructured from torch's WeightNormSparsifier on the (out, in * prod(k)) matrix.
+TEST(WeightNormSparsifier, NdGoldenMasksOnEveryIsaAndThreadCount) {
+  const std::filesystem::path dir = std::filesystem::path(SPARSITY_TEST_DATA_DIR) / "golden" / "nd";
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() == ".safetensors") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  ASSERT_GE(files.size(), 8u);
+  for (kernels::Isa isa : kernels::available_isas()) {
+    kernels::ScopedIsaOverride force(isa);
+    for (int threads : {1, 2}) {
+      kernels::set_num_threads(threads);
+      for (const auto& f : files) {
+        std::map<std::string, std::string> meta;
+        auto tensors = io::load_safetensors(f.string(), &meta);
+        std::map<std::string, Tensor> by_name(tensors.begin(), tensors.end());
+        const Json c = Json::parse(meta.at("config"));
+        WeightNormOptions opt;
+        opt.sparsity_level(c.at("sparsity_level").get<double>())
+            .sparse_block_shape(c.at("sparse_block_shape")[0].get<int64_t>(), c.at("sparse_block_shape")[1].get<int64_t>())
+            .norm(c.at("norm") == "L1" ? kernels::Norm::L1 : kernels::Norm::L2);
+        if (!c.at("zeros_per_block").is_null()) opt.zeros_per_block(c.at("zeros_per_block").get<int64_t>());
+        const Tensor mask = run_once(by_name.at("weight").clone(), opt);
+        EXPECT_EQ(kept(mask), kept(by_name.at("mask_0")))
+            << f.stem().string() << " isa " << kernels::to_string(isa) << " threads " << threads;
+      }
+    }
+  }
+  kernels::set_num_threads(1);
+}
+
+// 2:4 on a (2, 4, 1, 2) weight: the groups are the 4 input channels at each (out, kernel position), so
+// element (o, c, 0, s) joins the group of (o, *, 0, s) -- not 4 neighbours in memory.
+TEST(WeightNormSparsifier, NofMOnConvGroupsRunAlongInputChannels) {
+  // (o, c, s) -> value; in memory order o, c, s. Group (o=0, s=0) = c-values 1, 8, 3, 6 -> keep 8, 6.
+  const Tensor w = Tensor::from_values({1, 5, 8, 2, 3, 7, 6, 4, 9, 10, 12, 11, 14, 13, 16, 15}, {2, 4, 1, 2});
+  const auto k = kept(run_once(w.clone(), WeightNormOptions().sparsity_level(1.0).sparse_block_shape(1, 4).zeros_per_block(2)));
+  // o = 0, s = 0: {1, 8, 3, 6} keeps 8, 6; s = 1: {5, 2, 7, 4} keeps 5, 7.
+  // o = 1, s = 0: {9, 12, 14, 16} keeps 14, 16; s = 1: {10, 11, 13, 15} keeps 13, 15.
+  EXPECT_EQ(k, (std::vector<int>{0, 1, 1, 0, 0, 1, 1, 0, 0, 0, 0, 0, 1, 1, 1, 1}));
+  // Whole 1 x 4 blocks (no N:M) run along the (out, in * k) matrix: rows of 8, blocks of 4 neighbours.
+  const auto b = kept(run_once(w.clone(), WeightNormOptions().sparsity_level(0.5).sparse_block_shape(1, 4).norm(kernels::Norm::L1)));
+  // Row 0 blocks: {1,5,8,2} mean 4, {3,7,6,4} mean 5; row 1: 10.5, 14.5 -> the two smallest go.
+  EXPECT_EQ(b, (std::vector<int>{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1}));
+  // N:M groups below level 1 are selected by their mean: 2:4 at 0.5 prunes inside the 2 weakest groups.
+  const auto h = kept(run_once(w.clone(), WeightNormOptions().sparsity_level(0.5).sparse_block_shape(1, 4).zeros_per_block(2).norm(kernels::Norm::L1)));
+  // Group means: (0,s0) 4.5, (0,s1) 4.5, (1,s0) 12.75, (1,s1) 12.25 -> groups (0,s0), (0,s1) (tie: lower index first).
+  EXPECT_EQ(h, (std::vector<int>{0, 1, 1, 0, 0, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1}));
+}
+
+// Conv2d weights join make_config_from_model once the user lists Conv2d, and prune as conv weights.
+TEST(WeightNormSparsifier, Conv2dWeightsThroughAutoConfig) {
+  auto model = std::make_shared<Sequential>();
+  model->push_back(std::make_shared<nn::Conv2d>(nn::Conv2dOptions(8, 4, 3).seed(3)));
+  model->push_back(std::make_shared<Linear>(LinearOptions(8, 4)));
+  WeightNormSparsifier sp(1.0, {1, 4}, 2);
+  EXPECT_EQ(sp.make_config_from_model(model).size(), 1u);  // Linear only, as torch
+  sp.supported_modules().insert("Conv2d");
+  sp.prepare(model, std::nullopt);
+  ASSERT_EQ(sp.groups().size(), 2u);
+  sp.step();
+  const Tensor cm = mask_of_layer(sp, "0.weight");
+  ASSERT_EQ(cm.shape(), (Shape{4, 8, 3, 3}));
+  // Every group of 4 input channels at a fixed (out, kh, kw) keeps exactly 2.
+  for (int64_t o = 0; o < 4; ++o) {
+    for (int64_t p = 0; p < 9; ++p) {
+      for (int64_t g = 0; g < 2; ++g) {
+        int kept_in_group = 0;
+        for (int64_t c = 4 * g; c < 4 * g + 4; ++c) kept_in_group += cm.get({o, c, p / 3, p % 3}) != 0.0;
+        EXPECT_EQ(kept_in_group, 2) << o << " " << p << " " << g;
+      }
+    }
+  }
+  sp.squash_mask();
+}
+
+// ---- global ranking ------------------------------------------------------------------------------
+
+// A model holding `weights` as children "l0", "l1", ... (tensor fqns "l<i>.weight").
+ModulePtr layers_of(const std::vector<Tensor>& weights) {
+  auto model = std::make_shared<Module>("Model");
+  for (size_t i = 0; i < weights.size(); ++i) {
+    auto layer = std::make_shared<Module>(weights[i].dim() == 4 ? "Conv2d" : "Linear");
+    layer->register_parameter("weight", weights[i]);
+    model->register_module("l" + std::to_string(i), layer);
+  }
+  return model;
+}
+
+std::vector<ConfigEntry> entries_for(size_t count, DType mask_dtype, const std::vector<Json>& extra = {}) {
+  std::vector<ConfigEntry> out;
+  for (size_t i = 0; i < count; ++i) {
+    Json e{{"tensor_fqn", "l" + std::to_string(i) + ".weight"}};
+    if (i < extra.size()) e.update(extra[i]);
+    ConfigEntry entry(e);
+    entry.mask = Tensor();
+    out.push_back(entry);
+  }
+  (void)mask_dtype;
+  return out;
+}
+
+// torch.nn.utils.prune.global_unstructured(L1Unstructured, amount) on two Linear weights and a Conv2d
+// weight of different scales (tests/data/golden/global/gen_global_golden.py) equals WeightNorm's global
+// scope with (1,1) blocks and L1, on every ISA and thread count, with f32 and u8 masks.
+TEST(WeightNormSparsifier, GlobalGoldenMasksFromTorchGlobalUnstructured) {
+  const std::filesystem::path dir = std::filesystem::path(SPARSITY_TEST_DATA_DIR) / "golden" / "global";
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(dir)) {
+    if (e.path().extension() == ".safetensors") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  ASSERT_GE(files.size(), 4u);
+  for (kernels::Isa isa : kernels::available_isas()) {
+    kernels::ScopedIsaOverride force(isa);
+    for (int threads : {1, 2}) {
+      kernels::set_num_threads(threads);
+      for (DType mdt : {DType::f32, DType::u8}) {
+        for (const auto& f : files) {
+          std::map<std::string, std::string> meta;
+          auto tensors = io::load_safetensors(f.string(), &meta);
+          std::map<std::string, Tensor> by_name(tensors.begin(), tensors.end());
+          const Json c = Json::parse(meta.at("config"));
+          const size_t count = c.at("layers").size();
+          std::vector<Tensor> weights;
+          for (size_t i = 0; i < count; ++i) weights.push_back(by_name.at("weight_" + std::to_string(i)).clone());
+          auto model = layers_of(weights);
+          WeightNormSparsifier sp(WeightNormOptions()
+                                      .scope(WeightNormScope::global)
+                                      .sparsity_level(c.at("amount").get<double>())
+                                      .sparse_block_shape(1, 1)
+                                      .norm(kernels::Norm::L1));
+          std::vector<ConfigEntry> config;
+          for (size_t i = 0; i < count; ++i) {
+            ConfigEntry e(Json{{"tensor_fqn", "l" + std::to_string(i) + ".weight"}});
+            e.mask = Tensor::ones(weights[i].shape(), mdt);
+            config.push_back(e);
+          }
+          sp.prepare(model, config);
+          sp.step();
+          for (size_t i = 0; i < count; ++i) {
+            const std::string fqn = "l" + std::to_string(i) + ".weight";
+            EXPECT_EQ(kept(mask_of_layer(sp, fqn)), kept(by_name.at("mask_" + std::to_string(i))))
+                << f.stem().string() << " " << fqn << " isa " << kernels::to_string(isa) << " threads " << threads
+                << " mask " << to_string(mdt);
+          }
+        }
+      }
+    }
+  }
+  kernels::set_num_threads(1);
+}
+
+// Global blocks against sorting every block mean of every tensor together (ties: tensor order, then
+// block index), with N:M staying inside each selected block; a second step keeps the masks.
+TEST(WeightNormSparsifier, GlobalBlocksEqualOneSortOfAllBlockMeans) {
+  std::vector<Tensor> weights{Tensor::empty({16, 32}, DType::f32), Tensor::empty({8, 64}, DType::f32),
+                              Tensor::empty({4, 8, 2, 2}, DType::f32)};
+  for (size_t i = 0; i < weights.size(); ++i) nn::uniform_init_(weights[i], 0.5 + static_cast<double>(i), 40 + i);
+  // Ties across tensors: one block of equal values in each.
+  for (auto& w : weights) {
+    for (int64_t j = 0; j < 4; ++j) w.set_flat(j, 0.25);
+  }
+  // Block means of |w| over 1 x 4 blocks of the (out, in * k) matrices, in f32 as the kernels sum them.
+  std::vector<std::tuple<float, size_t, size_t>> all;
+  for (size_t t = 0; t < weights.size(); ++t) {
+    const int64_t n = weights[t].numel();
+    for (int64_t b = 0; b < n / 4; ++b) {
+      float sum = 0;
+      for (int64_t j = 0; j < 4; ++j) sum += std::fabs(static_cast<float>(weights[t].get_flat(4 * b + j)));
+      all.emplace_back(sum / 4.0f, t, static_cast<size_t>(b));
+    }
+  }
+  std::sort(all.begin(), all.end());
+  const double level = 0.4;
+  const size_t k = static_cast<size_t>(std::nearbyint(level * static_cast<double>(all.size())));
+  std::vector<std::vector<int>> want;
+  for (const auto& w : weights) want.emplace_back(static_cast<size_t>(w.numel()), 1);
+  for (size_t j = 0; j < k; ++j) {
+    const auto& [mean, t, b] = all[j];
+    for (int64_t e = 0; e < 4; ++e) want[t][4 * b + e] = 0;
+  }
+  for (int threads : {1, 2}) {
+    kernels::set_num_threads(threads);
+    std::vector<Tensor> copies;
+    for (const auto& w : weights) copies.push_back(w.clone());
+    auto model = layers_of(copies);
+    WeightNormSparsifier sp(WeightNormOptions().scope(WeightNormScope::global).sparsity_level(level).norm(kernels::Norm::L1));
+    sp.prepare(model, entries_for(3, DType::f32));
+    for (int step = 0; step < 2; ++step) {
+      sp.step();
+      for (size_t t = 0; t < weights.size(); ++t) {
+        EXPECT_EQ(kept(mask_of_layer(sp, "l" + std::to_string(t) + ".weight")), want[t]) << "tensor " << t << " step " << step;
+      }
+    }
+  }
+  kernels::set_num_threads(1);
+  // 2:4 inside the selected blocks: each selected block keeps its 2 largest.
+  std::vector<Tensor> copies;
+  for (const auto& w : weights) copies.push_back(w.clone());
+  auto model = layers_of({copies[0], copies[1]});
+  WeightNormSparsifier nm(WeightNormOptions().scope(WeightNormScope::global).sparsity_level(level).zeros_per_block(2).norm(kernels::Norm::L1));
+  nm.prepare(model, entries_for(2, DType::f32));
+  nm.step();
+  int64_t zeros = 0;
+  for (size_t t = 0; t < 2; ++t) {
+    const auto got = kept(mask_of_layer(nm, "l" + std::to_string(t) + ".weight"));
+    for (size_t b = 0; b < got.size() / 4; ++b) {
+      const int in_block = got[4 * b] + got[4 * b + 1] + got[4 * b + 2] + got[4 * b + 3];
+      EXPECT_TRUE(in_block == 4 || in_block == 2) << t << " " << b;
+      zeros += 4 - in_block;
+    }
+  }
+  const int64_t blocks = (16 * 32 + 8 * 64) / 4;
+  EXPECT_EQ(zeros, 2 * static_cast<int64_t>(std::nearbyint(level * static_cast<double>(blocks))));
+}
+
+// min_sparsity / max_sparsity bound each tensor's share; the total stays round(level x total).
+TEST(WeightNormSparsifier, GlobalBoundsKeepEveryLayer) {
+  // l0's weights are all smaller than l1's: unbounded, level 0.5 prunes the whole of l0.
+  std::vector<double> small, large;
+  for (int i = 0; i < 16; ++i) {
+    small.push_back(0.01 * (i + 1));
+    large.push_back(1.0 + 0.1 * (i + 1));
+  }
+  auto prune = [&](const std::vector<Json>& extra) {
+    auto model = layers_of({Tensor::from_values(small, {4, 4}), Tensor::from_values(large, {4, 4})});
+    WeightNormSparsifier sp(WeightNormOptions().scope(WeightNormScope::global).sparsity_level(0.5).sparse_block_shape(1, 1));
+    sp.prepare(model, entries_for(2, DType::f32, extra));
+    sp.step();
+    return std::make_pair(kept(mask_of_layer(sp, "l0.weight")), kept(mask_of_layer(sp, "l1.weight")));
+  };
+  auto count_zero = [](const std::vector<int>& v) { return std::count(v.begin(), v.end(), 0); };
+  auto [a0, a1] = prune({});
+  EXPECT_EQ(count_zero(a0), 16);
+  EXPECT_EQ(count_zero(a1), 0);
+  // At most 25% of l0: 4 of its smallest go, and the other 12 of the 16 come from l1's smallest.
+  auto [b0, b1] = prune({Json{{"max_sparsity", 0.25}}});
+  EXPECT_EQ(b0, (std::vector<int>{0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1}));
+  EXPECT_EQ(b1, (std::vector<int>{0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1}));
+  // At least 50% of l1: 8 of it, 8 of l0.
+  auto [c0, c1] = prune({Json::object(), Json{{"min_sparsity", 0.5}}});
+  EXPECT_EQ(count_zero(c0), 8);
+  EXPECT_EQ(count_zero(c1), 8);
+  EXPECT_EQ(c1, (std::vector<int>{0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1}));
+}
+
+TEST(WeightNormSparsifier, GlobalErrors) {
+  auto model = layers_of({Tensor::ones({4, 4}), Tensor::ones({4, 8})});
+  WeightNormSparsifier sp(WeightNormOptions().scope(WeightNormScope::global).sparse_block_shape(1, 1));
+  sp.prepare(model, entries_for(2, DType::f32, {Json::object(), Json{{"sparsity_level", 0.7}}}));
+  expect_error([&] { sp.step(); }, ErrorCode::InvalidArgument, "one sparsity_level");
+  auto model2 = layers_of({Tensor::ones({4, 4}), Tensor::ones({4, 8})});
+  WeightNormSparsifier sp2(WeightNormOptions().scope(WeightNormScope::global).sparsity_level(0.1));
+  sp2.prepare(model2, entries_for(2, DType::f32, {Json{{"min_sparsity", 0.9}}, Json{{"min_sparsity", 0.9}}}));
+  expect_error([&] { sp2.step(); }, ErrorCode::InvalidArgument, "bounds allow");
+  EXPECT_NE(WeightNormSparsifier::option_error("max_sparsity", Json(1.5)), "");
+  EXPECT_NE(WeightNormSparsifier::option_error("scope", Json("model")), "");
+}
+
 // ---- hand-derived cases -----------------------------------------------------------------------
 
 Tensor run_once(const Tensor& weight, const WeightNormOptions& opt) {
@@ -572,6 +843,68 @@ TEST(WeightNormSparsifier, NonContiguousUserMask) {
   EXPECT_TRUE(mask.is_same(entry.mask));
   EXPECT_EQ(kept(mask), (std::vector<int>{0, 1, 0, 1, 0, 1, 0, 1}));
   EXPECT_EQ(kept(storage), (std::vector<int>{0, 0, 1, 1, 0, 0, 1, 1}));  // the same values, seen transposed
+}
+
+// A step writes torch's 0/1 values: a kept 0.5 becomes 1 and a pruned -0.0 becomes +0.0 even where the
+// kept pattern does not change (the "nothing changed, write nothing" shortcut needs 0/1 masks).
+TEST(WeightNormSparsifier, StepWritesZeroOrOne) {
+  for (kernels::Isa isa : kernels::available_isas()) {
+    kernels::ScopedIsaOverride force(isa);
+    // Through the flat-tile path ((1,1) on f32) and the general path ((2,2) blocks).
+    for (int64_t block : {1, 2}) {
+      auto model = one_layer(Tensor::from_values({1, 8, 2, 7, 3, 6, 4, 5}, {2, 4}));
+      ConfigEntry entry(Json{{"tensor_fqn", "layer.weight"}});
+      // Kept patterns the step keeps: (1,1) prunes the two zeros; (2,2) the second tile, already zero.
+      entry.mask = block == 1 ? Tensor::from_values({0.5, 1, -0.0, 1, 0.0, 1, 0.25, 1}, {2, 4})
+                              : Tensor::from_values({0.5, 1, -0.0, 0.0, 1, 0.25, 0.0, -0.0}, {2, 4});
+      WeightNormSparsifier sp(WeightNormOptions().sparsity_level(block == 1 ? 0.25 : 0.5).sparse_block_shape(block, block));
+      sp.prepare(model, std::vector<ConfigEntry>{entry});
+      sp.step();
+      const std::vector<double> want = block == 1 ? std::vector<double>{1, 1, 0, 1, 0, 1, 1, 1}
+                                                  : std::vector<double>{1, 1, 0, 0, 1, 1, 0, 0};
+      const Tensor mask = mask_of_layer(sp, "layer.weight");
+      EXPECT_EQ(mask.to_vector(), want) << "block " << block << " isa " << kernels::to_string(isa);
+      for (int64_t i = 0; i < 8; ++i) EXPECT_FALSE(std::signbit(mask.get_flat(i))) << i;
+    }
+  }
+}
+
+// The configuration file checks WeightNorm's keys with the sparsifier's own limits (one set of rules):
+// what the sparsifier says about a value is what the file's error says.
+TEST(WeightNormSparsifier, ConfigFileUsesTheSparsifierChecks) {
+  const Json too_wide = Json::array({1, int64_t{1} << 31});
+  const std::string said = WeightNormSparsifier::option_error("sparse_block_shape", too_wide);
+  ASSERT_NE(said, "");
+  try {
+    parse_prune_config(Json{{"sparsifier", "WeightNormSparsifier"}, {"defaults", {{"sparse_block_shape", too_wide}}}},
+                       "c.json");
+    ADD_FAILURE() << "accepted";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find(said), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("key defaults.sparse_block_shape"), std::string::npos) << e.what();
+  }
+  EXPECT_EQ(WeightNormSparsifier::option_error("sparse_block_shape", Json::array({1, (int64_t{1} << 31) - 1})), "");
+  EXPECT_NE(WeightNormSparsifier::option_error("zeros_per_block", Json(-1)), "");
+  EXPECT_NE(WeightNormSparsifier::option_error("norm", Json("L3")), "");
+  EXPECT_EQ(WeightNormSparsifier::option_error("sparsity_level", Json(2.0)), "");  // a schedule may go there
+}
+
+// A tensor name with control bytes reaches messages escaped.
+TEST(WeightNormSparsifier, MessagesQuoteTheTensorName) {
+  auto model = std::make_shared<Module>("Model");
+  auto layer = std::make_shared<Module>("Linear");
+  layer->register_parameter("weight", Tensor::ones({8}));
+  model->register_module("fc\x1b[2J", layer);
+  WeightNormSparsifier sp;
+  sp.prepare(model, std::vector<ConfigEntry>{Json{{"tensor_fqn", "fc\x1b[2J.weight"}}});
+  try {
+    sp.step();
+    ADD_FAILURE() << "no error";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.find('\x1b'), std::string::npos) << what;
+    EXPECT_NE(what.find("'fc\\x1b[2J.weight'"), std::string::npos) << what;
+  }
 }
 
 // ---- errors -------------------------------------------------------------------------------------

@@ -38,14 +38,15 @@ struct FlatTiles {
   static void fill(KernelTable& table);
 
   template <bool ByteMask>
-  static void scores(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
+  static bool scores(const void* w, const void* mask, size_t n, int64_t bc, Norm norm, int64_t zeros,
                      uint32_t* keys, uint8_t* old_bits, uint8_t* pruned_bits) {
     const bool nm = zeros < bc;
+    bool canonical = true;
     // The SIMD body for a compile-time block width, with or without the in-tile choice.
     auto body = [&](auto bc_const) {
       constexpr size_t BC = decltype(bc_const)::value;
-      return nm ? run<ByteMask, BC, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits)
-                : run<ByteMask, BC, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits);
+      return nm ? run<ByteMask, BC, true>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits, canonical)
+                : run<ByteMask, BC, false>(w, mask, n, norm, zeros, keys, old_bits, pruned_bits, canonical);
     };
     size_t done = 0;
     switch (bc) {
@@ -69,11 +70,117 @@ struct FlatTiles {
     }
     if (done < n) {
       const size_t msz = ByteMask ? 1 : 4;
-      flat_scores_reference<ByteMask>(static_cast<const char*>(w) + done * 4,
-                                      static_cast<const char*>(mask) + done * msz, n - done, bc, norm, zeros,
-                                      keys + done / static_cast<size_t>(bc), old_bits + done / 8,
-                                      nm ? pruned_bits + done / 8 : nullptr);
+      canonical &= flat_scores_reference<ByteMask>(static_cast<const char*>(w) + done * 4,
+                                                   static_cast<const char*>(mask) + done * msz, n - done, bc, norm,
+                                                   zeros, keys + done / static_cast<size_t>(bc), old_bits + done / 8,
+                                                   nm ? pruned_bits + done / 8 : nullptr);
     }
+    return canonical;
+  }
+
+  /// FlatBracketFn: keys as signed integers (sign bit flipped) so that signed compares order them; the
+  /// few keys inside the bracket are copied one by one from the batch's lane mask.
+  static size_t bracket(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, const uint32_t* heavy,
+                        uint32_t* out, size_t cap, size_t* below, size_t* heavy_count) {
+    const BU flip(0x80000000u);
+    const BI lo_v = xsimd::bitwise_cast<BI>(BU(lo) ^ flip), hi_v = xsimd::bitwise_cast<BI>(BU(hi) ^ flip);
+    // Without a heavy key, one that no key inside the bracket equals.
+    const uint32_t h = heavy != nullptr ? *heavy : lo;
+    const bool counting = heavy != nullptr;
+    const BU h_v(h);
+    size_t count = 0, under = 0, equal = 0, i = 0;
+    for (; i + L <= n; i += L) {
+      const BU raw = BU::load_unaligned(keys + i);
+      const BI k = xsimd::bitwise_cast<BI>(raw ^ flip);
+      const auto is_below = k < lo_v;
+      under += static_cast<size_t>(__builtin_popcountll(simd::movemask<Arch>(is_below)));
+      uint64_t inside = simd::movemask<Arch>(!(is_below | (k > hi_v)));
+      if (counting) {
+        const uint64_t eq = simd::movemask<Arch>(raw == h_v) & inside;
+        equal += static_cast<size_t>(__builtin_popcountll(eq));
+        inside &= ~eq;
+      }
+      // The usual zero or one key of a batch is copied without a data-dependent branch (an empty copy
+      // writes the slot past the last one and does not count); more one by one.
+      if (count < cap) {
+        out[count] = keys[i + static_cast<size_t>(__builtin_ctzll(inside | (uint64_t{1} << (L - 1))))];
+        count += inside != 0;
+        inside &= inside - 1;
+      }
+      while (inside != 0) {
+        if (count == cap + 1) return count;
+        out[count++] = keys[i + static_cast<size_t>(__builtin_ctzll(inside))];
+        inside &= inside - 1;
+      }
+    }
+    for (; i < n; ++i) {
+      under += keys[i] < lo;
+      if (keys[i] >= lo && keys[i] <= hi) {
+        if (counting && keys[i] == h) {
+          ++equal;
+          continue;
+        }
+        if (count == cap + 1) return count;
+        out[count++] = keys[i];
+      }
+    }
+    *below = under;
+    if (heavy_count != nullptr) *heavy_count = equal;
+    return count;
+  }
+
+  /// FlatSplitFn: per 64 keys, the lane masks of `below` and of the heavy key go to the bit words, and the
+  /// few keys inside the window are copied with their index.
+  static size_t split(const uint32_t* keys, size_t n, uint32_t lo, uint32_t hi, const uint32_t* heavy,
+                      uint64_t* below_bits, uint64_t* heavy_bits, uint32_t* window_keys, uint32_t* window_index,
+                      uint32_t index0, size_t cap) {
+    const BU flip(0x80000000u);
+    const BI lo_v = xsimd::bitwise_cast<BI>(BU(lo) ^ flip), hi_v = xsimd::bitwise_cast<BI>(BU(hi) ^ flip);
+    const bool counting = heavy != nullptr;
+    const BU h_v(counting ? *heavy : 0u);
+    size_t count = 0, i = 0;
+    for (; i + 64 <= n; i += 64) {
+      uint64_t below = 0, eq_heavy = 0, inside = 0;
+      for (size_t j = 0; j < 64; j += L) {
+        const BU raw = BU::load_unaligned(keys + i + j);
+        const BI k = xsimd::bitwise_cast<BI>(raw ^ flip);
+        const auto is_below = k < lo_v;
+        const uint64_t in = simd::movemask<Arch>(!(is_below | (k > hi_v)));
+        below |= simd::movemask<Arch>(is_below) << j;
+        if (counting) eq_heavy |= (simd::movemask<Arch>(raw == h_v) & in) << j;
+        inside |= in << j;
+      }
+      below_bits[i / 64] = below;
+      if (counting) heavy_bits[i / 64] = eq_heavy;
+      inside &= ~eq_heavy;
+      // The usual zero to two keys of a window a few percent wide are copied without a data-dependent
+      // branch (an empty copy writes the slot past the last one and does not count); the rest one by one.
+      if (count + 1 < cap) {
+        for (int r = 0; r < 2; ++r) {
+          const size_t at = i + static_cast<size_t>(__builtin_ctzll(inside | (uint64_t{1} << 63)));
+          window_keys[count] = keys[at];
+          window_index[count] = static_cast<uint32_t>(index0 + at);
+          count += inside != 0;
+          inside &= inside - 1;
+        }
+      }
+      while (inside != 0) {
+        if (count == cap + 1) return count;
+        const size_t at = i + static_cast<size_t>(__builtin_ctzll(inside));
+        window_keys[count] = keys[at];
+        window_index[count] = static_cast<uint32_t>(index0 + at);
+        ++count;
+        inside &= inside - 1;
+      }
+    }
+    if (i < n) {
+      const size_t m = flat_split_reference(keys + i, n - i, lo, hi, heavy, below_bits + i / 64,
+                                            counting ? heavy_bits + i / 64 : nullptr, window_keys + count,
+                                            window_index + count, static_cast<uint32_t>(index0 + i),
+                                            cap >= count ? cap - count : 0);
+      count += m;
+    }
+    return count;
   }
 
   static void mask_bits(const uint32_t* keys, size_t n, int64_t bc, uint32_t threshold, size_t cut,
@@ -176,12 +283,15 @@ struct FlatTiles {
   }
 
   // Whole super-blocks of max(64, BC * L) elements; returns the number of elements done.
+  // `canonical` is cleared when a mask element is neither 0 nor 1 (+0.0 nor 1.0 for an f32 mask).
   template <bool ByteMask, size_t BC, bool NM>
   static size_t run(const void* w, const void* mask, size_t n, Norm norm, int64_t zeros, uint32_t* keys,
-                    uint8_t* old_bits, uint8_t* pruned_bits) {
+                    uint8_t* old_bits, uint8_t* pruned_bits, bool& canonical) {
     if constexpr (BC > L) {
       return 0;
     } else {
+      const BU one(ByteMask ? 1u : 0x3f800000u);
+      BU odd(0u);  // lanes that saw a mask element other than its canonical 0 or 1
       constexpr size_t S = std::max<size_t>(64, BC * L);  // elements per super-block
       constexpr size_t kVectors = S / L;
       const uint32_t* wp = static_cast<const uint32_t*>(w);
@@ -202,6 +312,12 @@ struct FlatTiles {
                                   : BU::load_unaligned(static_cast<const uint32_t*>(mask) + i);
             // Byte masks: any non-zero byte; f32 masks: any non-zero value (-0.0 is zero).
             const auto keep = (ByteMask ? m : (m & value_bits)) != u_zero;
+            // Bytes: any bit above bit 0 shows; f32: the value against the 0 or 1.0 its keep calls for.
+            if constexpr (ByteMask) {
+              odd = odd | m;
+            } else {
+              odd = odd | (m ^ xsimd::select(keep, one, u_zero));
+            }
             const uint64_t kb = simd::movemask<Arch>(keep);
             put_bits(old_bits, i, kb);
             // A plain load (opaque: not folded into a load masked by `keep`, which would wait for the mask).
@@ -239,6 +355,7 @@ struct FlatTiles {
               .store_unaligned(keys + base / BC + g * L);
         }
       }
+      if (xsimd::any((ByteMask ? (odd & BU(~1u)) : odd) != u_zero)) canonical = false;
       return blocks * S;
     }
   }
@@ -249,6 +366,8 @@ void FlatTiles<Arch>::fill(KernelTable& t) {
   t.flat_scores[0] = &FlatTiles::scores<false>;
   t.flat_scores[1] = &FlatTiles::scores<true>;
   t.flat_mask = &FlatTiles::mask_bits;
+  t.flat_bracket = &FlatTiles::bracket;
+  t.flat_split = &FlatTiles::split;
 }
 
 SPARSITY_EXTERN_KERNEL_FAMILY(FlatTiles)
