@@ -369,8 +369,46 @@ struct SparseLanes {
     return xsimd::min(v, BU(last));
   }
 
+  /// a in lanes 0 .. L/2 - 1, b in lanes L/2 .. L - 1.
+  static BF two_runs(float a, float b) {
+    if constexpr (simd::is_avx512<Arch>) {
+      return _mm512_insertf32x8(_mm512_set1_ps(a), _mm256_set1_ps(b), 1);
+    } else if constexpr (simd::is_avx<Arch>) {
+      return _mm256_insertf128_ps(_mm256_set1_ps(a), _mm_set1_ps(b), 1);
+    } else {
+      return _mm_setr_ps(a, a, b, b);
+    }
+  }
+
+  /// Lane l of the result is lane idx[l] of v (idx[l] < L).
+  static BU permute(const BU& v, const BU& idx) {
+    if constexpr (simd::is_avx512<Arch>) {
+      return _mm512_permutexvar_epi32(idx, v);
+    } else if constexpr (simd::is_avx<Arch>) {
+      return _mm256_permutevar8x32_epi32(v, idx);
+    } else {
+      alignas(16) uint32_t a[4], i[4], out[4];
+      v.store_aligned(a);
+      idx.store_aligned(i);
+      for (int j = 0; j < 4; ++j) out[j] = a[i[j] & 3u];
+      return BU::load_aligned(out);
+    }
+  }
+
   /// x at L (clamped) indices.
-  static BF gather(const float* x, const BU& idx) { return BF::gather(x, xsimd::bitwise_cast<BI>(idx)); }
+  static BF gather(const float* x, const BU& idx) {
+    // xsimd 8.1's batch::gather misses its AVX2 / AVX-512 overloads (explicit template arguments rule
+    // them out) and falls back to a scalar loop.
+    if constexpr (simd::is_avx512<Arch>) {
+      return _mm512_i32gather_ps(idx, x, 4);
+    } else if constexpr (simd::is_avx<Arch>) {
+      return _mm256_i32gather_ps(x, idx, 4);
+    } else {
+      alignas(16) uint32_t i[4];
+      idx.store_aligned(i);
+      return _mm_setr_ps(x[i[0]], x[i[1]], x[i[2]], x[i[3]]);
+    }
+  }
 
   /// L / C consecutive runs of C floats, run j starting at x + starts[j] (C = 4 or 8, C < L).
   template <int64_t C>
@@ -742,45 +780,80 @@ struct SparseLinear {
     }
   }
 
-  /// bsr with r > 1 rows per block: a cycle of G = max(1, 32 / (r c)) blocks holds partial sum g c + e
-  /// of each of the r rows in lane g r c + i c + e; the accumulators live in `acc` (r P floats).
-  template <class V, class I>
+  /// bsr with r > 1 rows per block. A cycle of G = max(1, 32 / (r c)) blocks (NV vectors: G r c values,
+  /// stored contiguously) holds, in lane f = g r c + i c + e, partial g c + e of row i of the block row;
+  /// the inputs are gathered through a per-call lane pattern (block g of the vector's first block, column
+  /// e). A last, partial cycle uses masked lanes.
+  template <class V, class I, int64_t NV>
   static void matvec_bsr_blocks(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
                                 int64_t row1) {
+    constexpr int64_t kCycle = NV * L;
     const V* values = static_cast<const V*>(w.values);
     const I* idx = static_cast<const I*>(w.indices);
-    const int64_t r = w.block_rows, c = w.block_cols, rc = r * c, blocks = w.nnz / rc, last = w.cols / c - 1;
-    const int64_t g_per = 32 / rc > 1 ? 32 / rc : 1, parts = g_per * c, cycle = g_per * rc;
-    alignas(64) float acc[512];
-    alignas(64) float xbuf[512];
+    const int64_t r = w.block_rows, c = w.block_cols, rc = r * c, blocks = w.nnz / rc;
+    const int64_t last = w.cols / c - 1, g_per = kCycle / rc, parts = g_per * c;
+    const uint32_t last32 = static_cast<uint32_t>(last);
+    // Per vector v: its first block (in the cycle), and per lane the block offset from it and the column.
+    int64_t first_block[NV];
+    alignas(64) uint32_t gpat[NV][L], epat[NV][L];
+    for (int64_t v = 0; v < NV; ++v) {
+      first_block[v] = v * L / rc;
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t f = v * L + l;
+        gpat[v][l] = static_cast<uint32_t>(f / rc - first_block[v]);
+        epat[v][l] = static_cast<uint32_t>(f % c);
+      }
+    }
+    const BU cvec(static_cast<uint32_t>(c));
+    // The inputs of vector v of the cycle starting at block k, whose blocks k .. k + nblocks - 1 exist.
+    auto inputs = [&](int64_t v, int64_t k, int64_t nblocks) -> BF {
+      const int64_t kb = k + first_block[v];
+      if (c >= L) {  // the vector lies inside one block row segment: contiguous inputs
+        return BF::load_unaligned(x + S::column(idx, kb, last) * c + (v * L) % c);
+      }
+      if (c == 1 && r >= L) return BF(x[S::column(idx, kb, last)]);  // one block column: a broadcast
+      if (c == 1 && 2 * r == L) {                                        // two: two half broadcasts
+        const float a = x[S::column(idx, kb, last)];
+        return S::two_runs(a, nblocks - first_block[v] >= 2 ? x[S::column(idx, kb + 1, last)] : a);
+      }
+      BU cols;
+      if (kb + L <= blocks) {  // L indices from the vector's first block on (lanes past its blocks unused)
+        cols = S::load_columns(idx + kb, last32);
+      } else {                 // near the end of the part: only the blocks that exist
+        I tmp[L] = {};
+        const int64_t have = nblocks - first_block[v];
+        for (int64_t j = 0; j < have && j < L; ++j) tmp[j] = idx[kb + j];
+        cols = S::load_columns(tmp, last32);
+      }
+      const BU lane_cols = S::permute(cols, BU::load_aligned(gpat[v]));
+      return S::gather(x, lane_cols * cvec + BU::load_aligned(epat[v]));
+    };
     for (int64_t br = row0 / r; br < row1 / r; ++br) {
       const int64_t start = S::clamp(S::index_at(w.offsets, w.offsets_dtype, br), 0, blocks);
       const int64_t end = S::clamp(S::index_at(w.offsets, w.offsets_dtype, br + 1), start, blocks);
-      for (int64_t f = 0; f < cycle; ++f) acc[f] = 0.0f;
+      BF acc[NV];
+      for (int64_t v = 0; v < NV; ++v) acc[v] = BF(0.0f);
       int64_t k = start;
       for (; k + g_per <= end; k += g_per) {
-        for (int64_t g = 0; g < g_per; ++g) {
-          const float* xc = x + S::column(idx, k + g, last) * c;
-          for (int64_t ii = 0; ii < r; ++ii) {
-            for (int64_t e = 0; e < c; ++e) xbuf[g * rc + ii * c + e] = xc[e];
-          }
-        }
         const V* vals = values + k * rc;
-        for (int64_t f = 0; f < cycle; f += L) {
-          const BF a = BF::load_aligned(acc + f) + S::mul(S::load(vals + f), BF::load_aligned(xbuf + f));
-          a.store_aligned(acc + f);
-        }
+        S::prefetch_ahead(vals, kCycle * static_cast<int64_t>(sizeof(V)));
+        unroll<NV>([&](auto v) { acc[v] = acc[v] + S::mul(S::load(vals + v * L), inputs(v, k, g_per)); });
       }
-      for (int64_t g = 0; k < end; ++k, ++g) {
-        const float* xc = x + S::column(idx, k, last) * c;
+      if (k < end) {
         const V* vals = values + k * rc;
-        for (int64_t f = 0; f < rc; ++f) {
-          acc[g * rc + f] = acc[g * rc + f] + S::mul(S::value(vals + f), xc[f % c]);
-        }
+        const int64_t lanes = (end - k) * rc;  // values of the blocks left
+        unroll<NV>([&](auto v) {
+          const int64_t valid = lanes - v * L;
+          if (valid <= 0) return;
+          const BF vv = valid >= L ? S::load(vals + v * L) : S::load_partial(vals + v * L, valid);
+          acc[v] = xsimd::select(S::lanes_below(valid >= L ? L : valid), acc[v] + S::mul(vv, inputs(v, k, end - k)), acc[v]);
+        });
       }
+      alignas(64) float mem[kCycle];
+      for (int64_t v = 0; v < NV; ++v) acc[v].store_aligned(mem + v * L);
       for (int64_t ii = 0; ii < r; ++ii) {
-        alignas(64) float p[kParts];
-        for (int64_t j = 0; j < parts; ++j) p[j] = acc[(j / c) * rc + ii * c + j % c];
+        float p[kParts];
+        for (int64_t j = 0; j < parts; ++j) p[j] = mem[(j / c) * rc + ii * c + j % c];
         y[br * r + ii] = finish(p, parts, bias, br * r + ii);
       }
     }
@@ -800,7 +873,12 @@ struct SparseLinear {
           default: matvec_bsr_rows<V, I, 16>(w, x, bias, y, row0, row1); break;
         }
       } else {
-        matvec_bsr_blocks<V, I>(w, x, bias, y, row0, row1);
+        switch (w.block_rows * w.block_cols <= 32 ? 32 : w.block_rows * w.block_cols) {
+          case 32: matvec_bsr_blocks<V, I, 32 / L>(w, x, bias, y, row0, row1); break;
+          case 64: matvec_bsr_blocks<V, I, 64 / L>(w, x, bias, y, row0, row1); break;
+          case 128: matvec_bsr_blocks<V, I, 128 / L>(w, x, bias, y, row0, row1); break;
+          default: matvec_bsr_blocks<V, I, 256 / L>(w, x, bias, y, row0, row1); break;
+        }
       }
     });
   }
