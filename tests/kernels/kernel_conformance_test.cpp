@@ -1309,7 +1309,9 @@ TEST(SparseLinearEntry, SameBitsForEveryIsaAndThreadCountAndCloseToTheDenseProdu
                               {SparseLayout::csr, 96, 517, 0, 0, 0.1, DType::i16, DType::i32},
                               {SparseLayout::bsr, 96, 512, 1, 8, 0.1, DType::i16, DType::i32},
                               {SparseLayout::bsr, 96, 512, 8, 1, 0.1, DType::i16, DType::i32},
-                              {SparseLayout::bsr, 96, 512, 4, 4, 0.3, DType::u8, DType::i16}};
+                              {SparseLayout::bsr, 96, 512, 4, 4, 0.3, DType::u8, DType::i16},
+                              {SparseLayout::csr, 8, 4096, 0, 0, 0.7, DType::i16, DType::i16},
+                              {SparseLayout::nm, 8, 4096, 2, 4}};
   uint64_t seed = 100;
   for (const SparseCase& sc : cases) {
     for (DType dtype : {DType::f32, DType::bf16, DType::f16}) {

@@ -9,407 +9,16 @@
 
 #include "kernels/dispatch.hpp"
 #include "kernels/simd_util.hpp"
+#include "kernels/sparse_linear/sparse_lanes.hpp"
 
 namespace sparsity::kernels {
 
-/// Lane operations xsimd 8.1 lacks (widening loads, f16 -> f32, left-packing selected lanes, clamped
-/// index loads, concatenated pieces), and the scalar helpers of the kernels. Every one is a template on
-/// the ISA, so the copy compiled with one ISA's flags is never linked into another's kernels.
-template <class Arch>
-struct SparseLanes {
-  using BF = xsimd::batch<float, Arch>;
-  using BU = xsimd::batch<uint32_t, Arch>;
-  using BI = xsimd::batch<int32_t, Arch>;
-  static constexpr int64_t L = static_cast<int64_t>(BF::size);
-
-  /// A product rounded to f32 on its own: never fused with the addition that follows (the scalar
-  /// reference rounds twice, and so does every ISA).
-  static BF mul(const BF& a, const BF& b) { return simd::opaque<Arch>(a * b); }
-  static float mul(float a, float b) {
-    float p = a * b;
-    __asm__("" : "+x"(p));
-    return p;
-  }
-
-  static int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
-
-  /// Bytes ahead of the value, index and mask streams to prefetch: with few loads per instruction the
-  /// out-of-order window alone keeps too few cache lines in flight to reach memory bandwidth.
-  static constexpr int64_t kPrefetchBytes = 4096;
-  /// Prefetches the cache lines kPrefetchBytes ahead of [p, p + bytes) (bytes a multiple of 64, or
-  /// smaller: one line).
-  static void prefetch_ahead(const void* p, int64_t bytes) {
-    const char* q = static_cast<const char*>(p) + kPrefetchBytes;
-    for (int64_t o = 0; o < bytes; o += 64) __builtin_prefetch(q + o);
-  }
-  static int64_t clamp(int64_t v, int64_t lo, int64_t hi) { return v < lo ? lo : v > hi ? hi : v; }
-  static int popcount(uint32_t v) { return __builtin_popcount(v); }
-
-  /// Element i of an index or offset part (u8, i16, i32 or i64) as int64.
-  static int64_t index_at(const void* p, DType dtype, int64_t i) {
-    switch (dtype) {
-      case DType::u8: return static_cast<const uint8_t*>(p)[i];
-      case DType::i16: {
-        int16_t v;
-        std::memcpy(&v, static_cast<const char*>(p) + 2 * i, 2);
-        return v;
-      }
-      case DType::i32: {
-        int32_t v;
-        std::memcpy(&v, static_cast<const char*>(p) + 4 * i, 4);
-        return v;
-      }
-      default: {
-        int64_t v;
-        std::memcpy(&v, static_cast<const char*>(p) + 8 * i, 8);
-        return v;
-      }
-    }
-  }
-  /// A column (or block-column) index read as unsigned 32 bits and clamped to `last`.
-  template <class I>
-  static int64_t column(const I* p, int64_t k, int64_t last) {
-    I v;
-    std::memcpy(&v, p + k, sizeof(I));
-    const uint32_t u = static_cast<uint32_t>(static_cast<int32_t>(v));
-    return u > static_cast<uint64_t>(last) ? last : static_cast<int64_t>(u);
-  }
-
-  // ---- values -------------------------------------------------------------------------------------
-
-  static float half_to_float(uint16_t h) {
-    const uint32_t sign = static_cast<uint32_t>(h & 0x8000u) << 16;
-    const uint32_t em = h & 0x7fffu;
-    uint32_t mag;
-    if (em >= 0x7c00u) {
-      mag = 0x7f800000u | ((em & 0x3ffu) << 13);
-    } else {
-      float f;
-      const uint32_t shifted = em << 13;
-      std::memcpy(&f, &shifted, 4);
-      f *= 0x1p112f;  // exact: a power of two
-      std::memcpy(&mag, &f, 4);
-    }
-    const uint32_t bits = mag | sign;
-    float out;
-    std::memcpy(&out, &bits, 4);
-    return out;
-  }
-
-  /// One value of storage type V (float, Half or BFloat16) as f32.
-  template <class V>
-  static float value(const V* p) {
-    if constexpr (std::is_same_v<V, float>) {
-      float v;
-      std::memcpy(&v, p, 4);
-      return v;
-    } else {
-      uint16_t h;
-      std::memcpy(&h, p, 2);
-      if constexpr (std::is_same_v<V, BFloat16>) {
-        const uint32_t bits = static_cast<uint32_t>(h) << 16;
-        float v;
-        std::memcpy(&v, &bits, 4);
-        return v;
-      } else {
-        return half_to_float(h);
-      }
-    }
-  }
-
-  /// The next L u16 at p, zero-extended to 32-bit lanes.
-  static BU widen_u16(const void* p) {
-    if constexpr (simd::is_avx512<Arch>) {
-      return _mm512_cvtepu16_epi32(_mm256_loadu_si256(static_cast<const __m256i*>(p)));
-    } else if constexpr (simd::is_avx<Arch>) {
-      return _mm256_cvtepu16_epi32(_mm_loadu_si128(static_cast<const __m128i*>(p)));
-    } else {
-      return _mm_unpacklo_epi16(_mm_loadl_epi64(static_cast<const __m128i*>(p)), _mm_setzero_si128());
-    }
-  }
-
-  /// L values of storage type V as f32 lanes (conversions are exact).
-  template <class V>
-  static BF load(const V* p) {
-    if constexpr (std::is_same_v<V, float>) {
-      return BF::load_unaligned(p);
-    } else if constexpr (std::is_same_v<V, BFloat16>) {
-      return xsimd::bitwise_cast<BF>(widen_u16(p) << 16);
-    } else if constexpr (simd::is_avx512<Arch>) {
-      return _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    } else if constexpr (simd::is_avx<Arch>) {
-      return _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    } else {
-      // binary16 -> binary32 without F16C: rebias normal and subnormal values by a multiply by 2^112.
-      const BU h = widen_u16(p);
-      const BU sign = (h & BU(0x8000u)) << 16;
-      const BU em = h & BU(0x7fffu);
-      const BF scaled = xsimd::bitwise_cast<BF>(em << 13) * BF(0x1p112f);
-      const BU special = BU(0x7f800000u) | ((em & BU(0x3ffu)) << 13);
-      const BU mag = xsimd::select(em >= BU(0x7c00u), special, xsimd::bitwise_cast<BU>(scaled));
-      return xsimd::bitwise_cast<BF>(mag | sign);
-    }
-  }
-
-  // ---- input lanes ----------------------------------------------------------------------------------
-
-  /// Lane l of each entry of the left-pack table: the index of the l-th set bit of the byte (4 bits each).
-  struct LeftPackTable {
-    uint32_t v[256];
-    constexpr LeftPackTable() : v() {
-      for (uint32_t m = 0; m < 256; ++m) {
-        uint32_t packed = 0, k = 0;
-        for (uint32_t j = 0; j < 8; ++j) {
-          if ((m >> j) & 1u) packed |= j << (4 * k++);
-        }
-        v[m] = packed;
-      }
-    }
-  };
-  static constexpr LeftPackTable kLeftPack{};
-
-  /// The lanes of x whose bit is set, moved in order to lanes 0, 1, ... (the others unspecified).
-  static BF compress(const BF& x, uint32_t bits) {
-    if constexpr (simd::is_avx512<Arch>) {
-      return _mm512_maskz_compress_ps(static_cast<__mmask16>(bits), x);
-    } else {
-      static_assert(simd::is_avx<Arch>, "compress: AVX2 or AVX-512");
-      const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-      const __m256i idx = _mm256_and_si256(
-          _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(kLeftPack.v[bits & 0xffu])), shifts),
-          _mm256_set1_epi32(7));
-      return _mm256_permutevar8x32_ps(x, idx);
-    }
-  }
-
-  /// Writes x[j] for the set bits j < L of `bits`, in order, to out[0, popcount(bits)); may write up
-  /// to L floats at out.
-  static void left_pack(const float* x, uint32_t bits, float* out) {
-    if constexpr (simd::is_avx<Arch> || simd::is_avx512<Arch>) {
-      compress(BF::load_unaligned(x), bits).store_unaligned(out);
-    } else {
-      int k = 0;
-      for (int j = 0; j < 4; ++j) {
-        if ((bits >> j) & 1u) out[k++] = x[j];
-      }
-    }
-  }
-
-  /// Slots 0..L/2-1 of a and then of b (each holding L/2 compressed lanes).
-  static BF join_halves(const BF& a, const BF& b) {
-    if constexpr (simd::is_avx512<Arch>) {
-      return _mm512_shuffle_f32x4(a, b, 0x44);
-    } else {
-      static_assert(simd::is_avx<Arch>, "join_halves: AVX2 or AVX-512");
-      return _mm256_permute2f128_ps(a, b, 0x20);
-    }
-  }
-  /// Slots 0..3 of a, b, c and d (AVX-512: four compressed quarters).
-  static BF join_quarters(const BF& a, const BF& b, const BF& c, const BF& d) {
-    static_assert(simd::is_avx512<Arch>, "join_quarters: AVX-512");
-    const __m512 ab = _mm512_shuffle_f32x4(a, b, 0x00);  // a0 a0 b0 b0
-    const __m512 cd = _mm512_shuffle_f32x4(c, d, 0x00);  // c0 c0 d0 d0
-    return _mm512_shuffle_f32x4(ab, cd, 0x88);           // a0 b0 c0 d0
-  }
-
-  /// Entry n (< 16) of the first half: the lowest set bit of the nibble n; entry 16 + n: its second
-  /// set bit (0 where there is none).
-  struct NibbleTable {
-    int32_t v[32];
-    constexpr NibbleTable() : v() {
-      for (int32_t n = 0; n < 16; ++n) {
-        int32_t k = 0;
-        for (int32_t j = 0; j < 4; ++j) {
-          if ((n >> j) & 1) v[16 * k++ + n] = j;
-          if (k == 2) break;
-        }
-      }
-    }
-  };
-  static constexpr NibbleTable kNibbles{};
-
-  /// AVX-512, 2:4 slots: the inputs of the 16 slots of columns [0, 32) at x, given the 32 mask bits of
-  /// those columns (two set bits per nibble): slot l is column 4 (l / 2) + the first (even l) or second
-  /// (odd l) set bit of nibble l / 2. Two table lookups and a two-source permute, no compress.
-  static BF select_24(const float* x, uint32_t bits) {
-    static_assert(simd::is_avx512<Arch>, "select_24: AVX-512");
-    const __m512i group = _mm512_setr_epi32(0, 0, 4, 4, 8, 8, 12, 12, 16, 16, 20, 20, 24, 24, 28, 28);
-    const __m512i parity = _mm512_setr_epi32(0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16, 0, 16);
-    const __m512i nibble = _mm512_srlv_epi32(_mm512_set1_epi32(static_cast<int>(bits)), group);
-    const __m512i key = _mm512_ternarylogic_epi32(nibble, _mm512_set1_epi32(0xf), parity, 0xea);  // (a & b) | c
-    const __m512i pos = _mm512_permutex2var_epi32(_mm512_loadu_si512(kNibbles.v), key, _mm512_loadu_si512(kNibbles.v + 16));
-    return _mm512_permutex2var_ps(_mm512_loadu_ps(x), _mm512_add_epi32(pos, group), _mm512_loadu_ps(x + 16));
-  }
-
-  /// The lanes of v summed by pairwise halving: lane j += lane j + h for h = L/2, ..., 1; lane 0.
-  static float halve_lanes(const BF& v) {
-    __m128 s;
-    if constexpr (simd::is_avx512<Arch>) {
-      const __m256 h8 = _mm256_add_ps(_mm512_castps512_ps256(v), _mm512_extractf32x8_ps(v, 1));
-      s = _mm_add_ps(_mm256_castps256_ps128(h8), _mm256_extractf128_ps(h8, 1));
-    } else if constexpr (simd::is_avx<Arch>) {
-      s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
-    } else {
-      s = v;
-    }
-    s = _mm_add_ps(s, _mm_movehl_ps(s, s));           // lanes 0, 1: p0 + p2, p1 + p3
-    return _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps(s, s, 0x55)));  // p0 + p1
-  }
-
-  /// n < L values at p as f32 lanes (the others 0), reading only those n.
-  template <class V>
-  static BF load_partial(const V* p, int64_t n) {
-    if constexpr (simd::is_avx512<Arch>) {
-      const __mmask16 m = static_cast<__mmask16>((1u << n) - 1u);
-      if constexpr (std::is_same_v<V, float>) {
-        return _mm512_maskz_loadu_ps(m, p);
-      } else {
-        const __m256i h = _mm256_maskz_loadu_epi16(m, p);
-        if constexpr (std::is_same_v<V, BFloat16>) {
-          return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-        } else {
-          return _mm512_cvtph_ps(h);
-        }
-      }
-    } else {
-      V tmp[L] = {};
-      std::memcpy(tmp, p, static_cast<size_t>(n) * sizeof(V));
-      return load(tmp);
-    }
-  }
-
-  using BB = xsimd::batch_bool<float, Arch>;
-
-  /// The lanes whose bit of `bits` is set.
-  static BB lanes_of(uint32_t bits) {
-    if constexpr (simd::is_avx512<Arch>) {
-      return BB(static_cast<__mmask16>(bits));
-    } else if constexpr (simd::is_avx<Arch>) {
-      const __m256i one = _mm256_setr_epi32(1, 2, 4, 8, 16, 32, 64, 128);
-      const __m256i hit = _mm256_and_si256(_mm256_set1_epi32(static_cast<int>(bits)), one);
-      return BB(_mm256_castsi256_ps(_mm256_cmpeq_epi32(hit, one)));
-    } else {
-      const __m128i one = _mm_setr_epi32(1, 2, 4, 8);
-      const __m128i hit = _mm_and_si128(_mm_set1_epi32(static_cast<int>(bits)), one);
-      return BB(_mm_castsi128_ps(_mm_cmpeq_epi32(hit, one)));
-    }
-  }
-  /// Lanes l < n (0 <= n <= L).
-  static BB lanes_below(int64_t n) { return lanes_of((1u << n) - 1u); }
-
-  /// Lane l of each entry of the expand table: the rank of bit l among the set bits of the byte, i.e. the
-  /// source lane of lane l (4 bits each).
-  struct ExpandTable {
-    uint32_t v[256];
-    constexpr ExpandTable() : v() {
-      for (uint32_t m = 0; m < 256; ++m) {
-        uint32_t packed = 0, k = 0;
-        for (uint32_t j = 0; j < 8; ++j) {
-          if ((m >> j) & 1u) packed |= k++ << (4 * j);
-        }
-        v[m] = packed;
-      }
-    }
-  };
-  static constexpr ExpandTable kExpand{};
-
-  /// The popcount(bits) values at p, as f32, placed in order in the lanes whose bit is set (the other
-  /// lanes are unspecified). Never reads at or past `end`.
-  template <class V>
-  static BF expand(const V* p, uint32_t bits, const V* end) {
-    if constexpr (simd::is_avx512<Arch>) {
-      const __mmask16 m = static_cast<__mmask16>(bits);
-      if constexpr (std::is_same_v<V, float>) {
-        return _mm512_maskz_expandloadu_ps(m, p);
-      } else {
-        const __mmask16 low = static_cast<__mmask16>((1u << popcount(bits)) - 1u);
-        const __m256i h = _mm256_maskz_loadu_epi16(low, p);
-        __m512 f;
-        if constexpr (std::is_same_v<V, BFloat16>) {
-          f = _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(h), 16));
-        } else {
-          f = _mm512_cvtph_ps(h);
-        }
-        return _mm512_maskz_expand_ps(m, f);
-      }
-    } else {
-      static_assert(simd::is_avx<Arch>, "expand: AVX2 or AVX-512");
-      BF v;
-      if (end - p >= L) {
-        v = load(p);
-      } else {
-        V tmp[L] = {};
-        std::memcpy(tmp, p, static_cast<size_t>(end - p) * sizeof(V));
-        v = load(tmp);
-      }
-      const __m256i shifts = _mm256_setr_epi32(0, 4, 8, 12, 16, 20, 24, 28);
-      const __m256i idx = _mm256_and_si256(
-          _mm256_srlv_epi32(_mm256_set1_epi32(static_cast<int>(kExpand.v[bits & 0xffu])), shifts),
-          _mm256_set1_epi32(7));
-      return _mm256_permutevar8x32_ps(v, idx);
-    }
-  }
-
-  /// L column indices of type I (u8, i16 sign-extended, i32) as unsigned lanes clamped to `last`.
-  template <class I>
-  static BU load_columns(const I* p, uint32_t last) {
-    BU v;
-    if constexpr (sizeof(I) == 4) {
-      v = BU::load_unaligned(reinterpret_cast<const uint32_t*>(p));
-    } else if constexpr (sizeof(I) == 1) {
-      v = simd::load_widen_u8<Arch>(reinterpret_cast<const uint8_t*>(p));
-    } else if constexpr (simd::is_avx512<Arch>) {
-      v = _mm512_cvtepi16_epi32(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p)));
-    } else if constexpr (simd::is_avx<Arch>) {
-      v = _mm256_cvtepi16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
-    } else {
-      const __m128i h = _mm_loadl_epi64(reinterpret_cast<const __m128i*>(p));
-      v = _mm_srai_epi32(_mm_unpacklo_epi16(h, h), 16);
-    }
-    return xsimd::min(v, BU(last));
-  }
-
-  /// x at L (clamped) indices.
-  static BF gather(const float* x, const BU& idx) { return BF::gather(x, xsimd::bitwise_cast<BI>(idx)); }
-
-  /// L / C consecutive runs of C floats, run j starting at x + starts[j] (C = 4 or 8, C < L).
-  template <int64_t C>
-  static BF concat(const float* x, const int64_t* starts) {
-    if constexpr (simd::is_avx512<Arch> && C == 8) {
-      return _mm512_insertf32x8(_mm512_castps256_ps512(_mm256_loadu_ps(x + starts[0])), _mm256_loadu_ps(x + starts[1]),
-                                1);
-    } else if constexpr (simd::is_avx512<Arch> && C == 4) {
-      __m512 v = _mm512_castps128_ps512(_mm_loadu_ps(x + starts[0]));
-      v = _mm512_insertf32x4(v, _mm_loadu_ps(x + starts[1]), 1);
-      v = _mm512_insertf32x4(v, _mm_loadu_ps(x + starts[2]), 2);
-      return _mm512_insertf32x4(v, _mm_loadu_ps(x + starts[3]), 3);
-    } else {
-      static_assert(simd::is_avx<Arch> && C == 4, "runs of 4 floats on AVX2, 4 or 8 on AVX-512");
-      return _mm256_insertf128_ps(_mm256_castps128_ps256(_mm_loadu_ps(x + starts[0])), _mm_loadu_ps(x + starts[1]), 1);
-    }
-  }
-
-  /// The L bits of a bitmask row for columns [c, c + L) (c a multiple of L); bits at or beyond `cols`
-  /// are 0, and no byte past the row's ceil(cols / 8) is read.
-  static uint32_t chunk_bits(const uint8_t* row, int64_t c, int64_t cols) {
-    uint32_t b;
-    if constexpr (L == 16) {
-      b = row[c / 8];
-      if (c + 8 < cols) b |= static_cast<uint32_t>(row[c / 8 + 1]) << 8;
-    } else if constexpr (L == 8) {
-      b = row[c / 8];
-    } else {
-      b = (row[c / 8] >> (c % 8)) & 0xfu;
-    }
-    const int64_t valid = cols - c;
-    return valid >= L ? b : b & ((1u << valid) - 1u);
-  }
-};
-
 /// Sparse-linear kernels of one ISA (the order they reproduce is documented at kernels::sparse_linear).
-/// Batch 1: 32 / L accumulators hold the 32 partial sums. nm and bitmask go L columns at a time, the
-/// chunk's values expanded into the lanes of their columns; csr and bsr go L stored values at a time,
-/// with the inputs gathered (csr) or loaded as runs of the blocks' columns (bsr). Batch >= 2: lanes are
+/// Batch 1: 32 / L accumulators hold the 32 partial sums of a row. nm rows go 16 slots at a time with
+/// their inputs picked in registers (2:4: a nibble table and one two-source permute; other widths:
+/// compressed chunks), bitmask rows L columns at a time with the chunk's values expanded into the lanes
+/// of their columns, csr rows gather their inputs, bsr rows load runs of the blocks' columns (blocks of
+/// r > 1 rows: a cycle of blocks per NV vectors, inputs gathered or broadcast). Batch >= 2: lanes are
 /// batch columns of the transposed input; each stored value is broadcast and multiplied with one input
 /// row (up to 4 vectors of lanes per pass; blocks of r > 1 rows reuse the input row r times).
 template <class Arch>
@@ -742,45 +351,80 @@ struct SparseLinear {
     }
   }
 
-  /// bsr with r > 1 rows per block: a cycle of G = max(1, 32 / (r c)) blocks holds partial sum g c + e
-  /// of each of the r rows in lane g r c + i c + e; the accumulators live in `acc` (r P floats).
-  template <class V, class I>
+  /// bsr with r > 1 rows per block. A cycle of G = max(1, 32 / (r c)) blocks (NV vectors: G r c values,
+  /// stored contiguously) holds, in lane f = g r c + i c + e, partial g c + e of row i of the block row;
+  /// the inputs are gathered through a per-call lane pattern (block g of the vector's first block, column
+  /// e). A last, partial cycle uses masked lanes.
+  template <class V, class I, int64_t NV>
   static void matvec_bsr_blocks(const SparseWeight& w, const float* x, const float* bias, float* y, int64_t row0,
                                 int64_t row1) {
+    constexpr int64_t kCycle = NV * L;
     const V* values = static_cast<const V*>(w.values);
     const I* idx = static_cast<const I*>(w.indices);
-    const int64_t r = w.block_rows, c = w.block_cols, rc = r * c, blocks = w.nnz / rc, last = w.cols / c - 1;
-    const int64_t g_per = 32 / rc > 1 ? 32 / rc : 1, parts = g_per * c, cycle = g_per * rc;
-    alignas(64) float acc[512];
-    alignas(64) float xbuf[512];
+    const int64_t r = w.block_rows, c = w.block_cols, rc = r * c, blocks = w.nnz / rc;
+    const int64_t last = w.cols / c - 1, g_per = kCycle / rc, parts = g_per * c;
+    const uint32_t last32 = static_cast<uint32_t>(last);
+    // Per vector v: its first block (in the cycle), and per lane the block offset from it and the column.
+    int64_t first_block[NV];
+    alignas(64) uint32_t gpat[NV][L], epat[NV][L];
+    for (int64_t v = 0; v < NV; ++v) {
+      first_block[v] = v * L / rc;
+      for (int64_t l = 0; l < L; ++l) {
+        const int64_t f = v * L + l;
+        gpat[v][l] = static_cast<uint32_t>(f / rc - first_block[v]);
+        epat[v][l] = static_cast<uint32_t>(f % c);
+      }
+    }
+    const BU cvec(static_cast<uint32_t>(c));
+    // The inputs of vector v of the cycle starting at block k, whose blocks k .. k + nblocks - 1 exist.
+    auto inputs = [&](int64_t v, int64_t k, int64_t nblocks) -> BF {
+      const int64_t kb = k + first_block[v];
+      if (c >= L) {  // the vector lies inside one block row segment: contiguous inputs
+        return BF::load_unaligned(x + S::column(idx, kb, last) * c + (v * L) % c);
+      }
+      if (c == 1 && r >= L) return BF(x[S::column(idx, kb, last)]);  // one block column: a broadcast
+      if (c == 1 && 2 * r == L) {                                        // two: two half broadcasts
+        const float a = x[S::column(idx, kb, last)];
+        return S::two_runs(a, nblocks - first_block[v] >= 2 ? x[S::column(idx, kb + 1, last)] : a);
+      }
+      BU cols;
+      if (kb + L <= blocks) {  // L indices from the vector's first block on (lanes past its blocks unused)
+        cols = S::load_columns(idx + kb, last32);
+      } else {                 // near the end of the part: only the blocks that exist
+        I tmp[L] = {};
+        const int64_t have = nblocks - first_block[v];
+        for (int64_t j = 0; j < have && j < L; ++j) tmp[j] = idx[kb + j];
+        cols = S::load_columns(tmp, last32);
+      }
+      const BU lane_cols = S::permute(cols, BU::load_aligned(gpat[v]));
+      return S::gather(x, lane_cols * cvec + BU::load_aligned(epat[v]));
+    };
     for (int64_t br = row0 / r; br < row1 / r; ++br) {
       const int64_t start = S::clamp(S::index_at(w.offsets, w.offsets_dtype, br), 0, blocks);
       const int64_t end = S::clamp(S::index_at(w.offsets, w.offsets_dtype, br + 1), start, blocks);
-      for (int64_t f = 0; f < cycle; ++f) acc[f] = 0.0f;
+      BF acc[NV];
+      for (int64_t v = 0; v < NV; ++v) acc[v] = BF(0.0f);
       int64_t k = start;
       for (; k + g_per <= end; k += g_per) {
-        for (int64_t g = 0; g < g_per; ++g) {
-          const float* xc = x + S::column(idx, k + g, last) * c;
-          for (int64_t ii = 0; ii < r; ++ii) {
-            for (int64_t e = 0; e < c; ++e) xbuf[g * rc + ii * c + e] = xc[e];
-          }
-        }
         const V* vals = values + k * rc;
-        for (int64_t f = 0; f < cycle; f += L) {
-          const BF a = BF::load_aligned(acc + f) + S::mul(S::load(vals + f), BF::load_aligned(xbuf + f));
-          a.store_aligned(acc + f);
-        }
+        S::prefetch_ahead(vals, kCycle * static_cast<int64_t>(sizeof(V)));
+        unroll<NV>([&](auto v) { acc[v] = acc[v] + S::mul(S::load(vals + v * L), inputs(v, k, g_per)); });
       }
-      for (int64_t g = 0; k < end; ++k, ++g) {
-        const float* xc = x + S::column(idx, k, last) * c;
+      if (k < end) {
         const V* vals = values + k * rc;
-        for (int64_t f = 0; f < rc; ++f) {
-          acc[g * rc + f] = acc[g * rc + f] + S::mul(S::value(vals + f), xc[f % c]);
-        }
+        const int64_t lanes = (end - k) * rc;  // values of the blocks left
+        unroll<NV>([&](auto v) {
+          const int64_t valid = lanes - v * L;
+          if (valid <= 0) return;
+          const BF vv = valid >= L ? S::load(vals + v * L) : S::load_partial(vals + v * L, valid);
+          acc[v] = xsimd::select(S::lanes_below(valid >= L ? L : valid), acc[v] + S::mul(vv, inputs(v, k, end - k)), acc[v]);
+        });
       }
+      alignas(64) float mem[kCycle];
+      for (int64_t v = 0; v < NV; ++v) acc[v].store_aligned(mem + v * L);
       for (int64_t ii = 0; ii < r; ++ii) {
-        alignas(64) float p[kParts];
-        for (int64_t j = 0; j < parts; ++j) p[j] = acc[(j / c) * rc + ii * c + j % c];
+        float p[kParts];
+        for (int64_t j = 0; j < parts; ++j) p[j] = mem[(j / c) * rc + ii * c + j % c];
         y[br * r + ii] = finish(p, parts, bias, br * r + ii);
       }
     }
@@ -800,7 +444,12 @@ struct SparseLinear {
           default: matvec_bsr_rows<V, I, 16>(w, x, bias, y, row0, row1); break;
         }
       } else {
-        matvec_bsr_blocks<V, I>(w, x, bias, y, row0, row1);
+        switch (w.block_rows * w.block_cols <= 32 ? 32 : w.block_rows * w.block_cols) {
+          case 32: matvec_bsr_blocks<V, I, 32 / L>(w, x, bias, y, row0, row1); break;
+          case 64: matvec_bsr_blocks<V, I, 64 / L>(w, x, bias, y, row0, row1); break;
+          case 128: matvec_bsr_blocks<V, I, 128 / L>(w, x, bias, y, row0, row1); break;
+          default: matvec_bsr_blocks<V, I, 256 / L>(w, x, bias, y, row0, row1); break;
+        }
       }
     });
   }
