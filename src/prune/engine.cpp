@@ -9,6 +9,7 @@
 #include "base/text.hpp"
 #include "prune/outputs.hpp"
 #include "prune/pool.hpp"
+#include "prune/global_scope.hpp"
 #include "prune/targets.hpp"
 #include "prune/tensor_job.hpp"
 #include "sparsity/io/checkpoint.hpp"
@@ -171,8 +172,16 @@ Report run(const Options& opt) {
   const int workers = static_cast<int>(std::max<uint64_t>(
       1, std::min<uint64_t>({static_cast<uint64_t>(threads), std::max<size_t>(targets.size(), 1),
                              budget / largest})));
-  kernels::set_num_threads(std::max(1, threads / workers));
   BaseScheduler::set_warning_handler([](const std::string&) {});  // the call order here is right
+
+  // The global scope: each target's share of one ranking, found first (one target at a time, every
+  // thread in its kernels); the pool then prunes each target's share.
+  std::vector<int64_t> shares(targets.size(), -1);
+  if (cfg.scope == "global") {
+    WorkerScratch ranking_scratch;
+    shares = global_shares(targets, cfg, resumed_parts, opt.config_where, threads, ranking_scratch);
+  }
+  kernels::set_num_threads(std::max(1, threads / workers));
 
   std::vector<TensorResult> results(targets.size());
   std::vector<uint64_t> copied_zeros(entries.size(), 0);  // zeros of the floating tensors copied as they are
@@ -194,7 +203,7 @@ Report run(const Options& opt) {
             const size_t ti = t->second;
             TensorSinks sinks{out, shard_index[j], outputs.masks(), ti, outputs.wants_state()};
             results[ti] = prune_tensor(targets[ti], cfg, resumed_parts.empty() ? nullptr : &resumed_parts[ti],
-                                       norms[ti], sinks, scratch[static_cast<size_t>(w)]);
+                                       norms[ti], shares[ti], sinks, scratch[static_cast<size_t>(w)]);
           } else {
             if (e.info->dtype && is_floating(*e.info->dtype)) {
               copied_zeros[j] = count_zeros(*e.file, *e.info, scratch[static_cast<size_t>(w)]);

@@ -71,7 +71,12 @@ std::unique_ptr<BaseSparsifier> make_weight_norm(const Json& d) {
     o.zeros_per_block(d["zeros_per_block"].get<int64_t>());
   }
   if (d.contains("norm")) o.norm(d["norm"] == "L1" ? kernels::Norm::L1 : kernels::Norm::L2);
-  return std::make_unique<WeightNormSparsifier>(o);
+  auto sp = std::make_unique<WeightNormSparsifier>(o);
+  // Bounds of a global ranking's shares are group keys every group gets from the defaults.
+  for (const char* key : {"min_sparsity", "max_sparsity"}) {
+    if (d.contains(key)) sp->defaults()[key] = d[key];
+  }
+  return sp;
 }
 
 void check_nearly_diagonal(const std::string& key, const Json& v, const std::string& where) {
@@ -118,11 +123,13 @@ struct Registry {
   std::map<std::string, SparsifierSpec> sparsifiers;
   std::map<std::string, std::pair<SchedulerFactory, SchedulerCheck>> schedulers;
   Registry() {
-    sparsifiers["WeightNormSparsifier"] = {make_weight_norm,
-                                           {"sparsity_level", "sparse_block_shape", "zeros_per_block", "norm"},
-                                           {"sparsity_level", "sparse_block_shape", "zeros_per_block"},
-                                           check_weight_norm,
-                                           true};
+    sparsifiers["WeightNormSparsifier"] = {
+        make_weight_norm,
+        {"sparsity_level", "sparse_block_shape", "zeros_per_block", "norm", "min_sparsity", "max_sparsity"},
+        {"sparsity_level", "sparse_block_shape", "zeros_per_block", "min_sparsity", "max_sparsity"},
+        check_weight_norm,
+        true,
+        true};
     sparsifiers["NearlyDiagonalSparsifier"] = {make_nearly_diagonal, {"nearliness"}, {"nearliness"},
                                                check_nearly_diagonal, false};
     sparsifiers["WandaSparsifier"] = {WandaSparsifier::from_json,
@@ -325,9 +332,25 @@ PruneConfig parse_prune_config(const Json& json, const std::string& where) {
       bad("expected \"tensor\" or \"global\", got " + printable(sc->dump()).substr(0, 60), at("scope"));
     }
     out.scope = sc->get<std::string>();
-    if (out.scope == "global" && !spec->has_sparsity_level) {
-      bad("global ranking needs groups with sparsity_level, which " + out.sparsifier + " does not have",
+    if (out.scope == "global" && !spec->global_ranking) {
+      bad("a global ranking ranks WeightNormSparsifier's blocks over every tensor; " + out.sparsifier +
+              " ranks within each tensor",
           at("scope"));
+    }
+  }
+  // min_sparsity / max_sparsity bound a tensor's share of a global ranking: without one they mean nothing.
+  if (out.scope != "global") {
+    auto bounds_in = [&](const Json& obj, const std::string& path) {
+      for (const char* key : {"min_sparsity", "max_sparsity"}) {
+        if (obj.contains(key)) {
+          bad(std::string(key) + " bounds a tensor's share of a global ranking; add \"scope\": \"global\"",
+              at(path + "." + key));
+        }
+      }
+    };
+    bounds_in(out.defaults, "defaults");
+    if (out.config) {
+      for (size_t i = 0; i < out.config->size(); ++i) bounds_in((*out.config)[i], "config[" + std::to_string(i) + "]");
     }
   }
   if (auto s = json.find("scheduler"); s != json.end() && !s->is_null()) {
@@ -344,6 +367,11 @@ PruneConfig parse_prune_config(const Json& json, const std::string& where) {
   if (auto st = json.find("steps"); st != json.end()) {
     need_int(*st, 0, 1000000, "an integer in [0, 1000000]", at("steps"));
     out.steps = st->get<int64_t>();
+  }
+  if (out.scope == "global" && out.steps != 1) {
+    bad("a global ranking runs one step per run (each step ranks every tensor again), got " +
+            std::to_string(out.steps) + "; run prune again with --resume for the next",
+        at("steps"));
   }
   return out;
 }

@@ -91,8 +91,11 @@ bool nm_width_divides(const Json& defaults, const Json& entry, const io::TensorI
   const int64_t br = (*shape)[0].get<int64_t>(), bc = (*shape)[1].get<int64_t>();
   const auto z = g.find("zeros_per_block");
   if (br != 1 || z == g.end() || z->is_null() || z->get<int64_t>() >= bc) return true;  // not N:M
-  const Shape dims = io::torch_shape(info);  // the input width in torch's (out, in) orientation
-  return dims.empty() || dims.back() % bc == 0;
+  // The input width in torch's (out, in) orientation; N:M groups of an (out, in, k...) weight run along
+  // its input channels.
+  const Shape dims = io::torch_shape(info);
+  if (dims.size() < 2) return true;
+  return (dims.size() == 2 ? dims.back() : dims[1]) % bc == 0;
 }
 
 // "did you mean" for a name the model lacks: its weight when it names a module, else the closest names.
@@ -186,8 +189,9 @@ Selection select_targets(const io::Checkpoint& model, const PruneConfig& config,
                       ::sparsity::detail::printable(model.path()), hint_for(fqn, model));
     SPARSITY_CHECK_AT(floating(*ce->info), InvalidArgument, at, "tensor ", quote(fqn), " has dtype ",
                       ce->info->dtype_name, "; only F32, F64, F16 and BF16 can be pruned");
-    SPARSITY_CHECK_AT(ce->info->shape.size() == 2, InvalidArgument, at, "tensor ", quote(fqn), " has shape ",
-                      shape_to_string(ce->info->shape), "; only 2-D tensors can be pruned");
+    SPARSITY_CHECK_AT(ce->info->shape.size() >= 2, InvalidArgument, at, "tensor ", quote(fqn), " has shape ",
+                      shape_to_string(ce->info->shape),
+                      "; only weights of rank 2 or more ((out, in) or (out, in, k...)) can be pruned");
     SPARSITY_CHECK_AT(!parts_of(fqn).empty(), InvalidArgument, at, "tensor_fqn ", quote(fqn),
                       " has an empty module name");
   };
@@ -254,9 +258,8 @@ Selection select_targets(const io::Checkpoint& model, const PruneConfig& config,
         skip_reason[fqn] = "N:M group width does not divide the input width";
         continue;
       }
-      if (ce->info->shape.size() != 2) {
-        skip_reason[fqn] =
-            "rank " + std::to_string(ce->info->shape.size()) + " (only 2-D weights can be pruned)";
+      if (ce->info->shape.size() < 2) {
+        skip_reason[fqn] = "rank " + std::to_string(ce->info->shape.size()) + " (not a layer weight)";
         continue;
       }
       add(fqn, Json{{"tensor_fqn", fqn}}, false);

@@ -10,6 +10,7 @@
 #include "sparsity/kernels/kernels.hpp"
 #include "sparsity/scheduler/base_scheduler.hpp"
 #include "sparsity/sparsifier/wanda_sparsifier.hpp"
+#include "sparsity/sparsifier/weight_norm_sparsifier.hpp"
 
 namespace sparsity::prune {
 namespace {
@@ -59,8 +60,52 @@ std::optional<double> expected_sparsity(const Json& group) {
   return std::clamp(level->get<double>(), 0.0, 1.0) * fraction;
 }
 
+TensorLifecycle prepare_tensor(const Target& target, const PruneConfig& config, const ResumedTensor* resumed,
+                               const Tensor& activation_norms, WorkerScratch& scratch) {
+  const io::TensorInfo& info = *target.source->info;
+  const size_t n = static_cast<size_t>(info.numel());
+  TensorLifecycle lc;
+  lc.model = module_tree({*target.source}, /*views=*/true, /*as_layers=*/false);
+  lc.sparsifier = make_sparsifier(config.sparsifier, config.defaults);
+  ConfigEntry entry(target.entry);
+  if (info.transposed) {
+    // Blocks and N:M groups are given in torch's (out, in) orientation; the sparsifier sees the stored
+    // (in, out) layout, so the group's effective block is swapped once, here (a resumed group is the
+    // saved, already stored-layout one).
+    Json block = entry.options.contains("sparse_block_shape")
+                     ? entry.options["sparse_block_shape"]
+                     : lc.sparsifier->defaults().value("sparse_block_shape", Json());
+    if (block.is_array() && block.size() == 2) {
+      const auto stored = io::stored_block_shape(info, {block[0].get<int64_t>(), block[1].get<int64_t>()});
+      entry.options["sparse_block_shape"] = {stored[0], stored[1]};
+    }
+  }
+  uint8_t* mask_buffer = scratch.mask.get(std::max<size_t>(n, 1));
+  std::memset(mask_buffer, 1, n);
+  entry.mask = Tensor::from_blob(static_cast<void*>(mask_buffer), info.shape, DType::u8);
+  if (activation_norms.defined()) {
+    auto* wanda = dynamic_cast<WandaSparsifier*>(lc.sparsifier.get());
+    SPARSITY_CHECK(wanda != nullptr, Internal, "activation norms for a ", lc.sparsifier->class_name());
+    wanda->set_activation_norms(target.fqn, activation_norms);
+  }
+  lc.sparsifier->prepare(lc.model, std::vector<ConfigEntry>{entry});
+  if (!config.scheduler.is_null()) lc.scheduler = make_scheduler(*lc.sparsifier, config.scheduler);
+  if (resumed != nullptr) {
+    SparsifierStateDict sd;
+    sd.groups.push_back(resumed->group);
+    TensorState st;
+    st.mask = unpack_mask(*resumed->mask);
+    st.values = resumed->values;
+    sd.state.emplace_back(target.fqn, st);
+    lc.sparsifier->load_state_dict(sd);
+    if (lc.scheduler) lc.scheduler->load_state_dict(resumed->scheduler);
+  }
+  return lc;
+}
+
 TensorResult prune_tensor(const Target& target, const PruneConfig& config, const ResumedTensor* resumed,
-                          const Tensor& activation_norms, const TensorSinks& sinks, WorkerScratch& scratch) {
+                          const Tensor& activation_norms, int64_t blocks_to_prune, const TensorSinks& sinks,
+                          WorkerScratch& scratch) {
   const auto start = std::chrono::steady_clock::now();
   const io::TensorInfo& info = *target.source->info;
   const io::TensorFile& file = *target.source->file;
@@ -73,41 +118,13 @@ TensorResult prune_tensor(const Target& target, const PruneConfig& config, const
   // ---- the lifecycle on a view of the tensor ---------------------------------------------------------
   file.prefetch(info);
   res.report.zeros_before = count_zeros(file, info, scratch);
-  const ModulePtr model = module_tree({*target.source}, /*views=*/true, /*as_layers=*/false);
-  auto sparsifier = make_sparsifier(config.sparsifier, config.defaults);
-  ConfigEntry entry(target.entry);
-  if (info.transposed) {
-    // Blocks and N:M groups are given in torch's (out, in) orientation; the sparsifier sees the stored
-    // (in, out) layout, so the group's effective block is swapped once, here (a resumed group is the
-    // saved, already stored-layout one).
-    Json block = entry.options.contains("sparse_block_shape")
-                     ? entry.options["sparse_block_shape"]
-                     : sparsifier->defaults().value("sparse_block_shape", Json());
-    if (block.is_array() && block.size() == 2) {
-      const auto stored = io::stored_block_shape(info, {block[0].get<int64_t>(), block[1].get<int64_t>()});
-      entry.options["sparse_block_shape"] = {stored[0], stored[1]};
-    }
-  }
-  uint8_t* mask_buffer = scratch.mask.get(std::max<size_t>(n, 1));
-  std::memset(mask_buffer, 1, n);
-  entry.mask = Tensor::from_blob(static_cast<void*>(mask_buffer), info.shape, DType::u8);
-  if (activation_norms.defined()) {
-    auto* wanda = dynamic_cast<WandaSparsifier*>(sparsifier.get());
-    SPARSITY_CHECK(wanda != nullptr, Internal, "activation norms for a ", sparsifier->class_name());
-    wanda->set_activation_norms(target.fqn, activation_norms);
-  }
-  sparsifier->prepare(model, std::vector<ConfigEntry>{entry});
-  std::unique_ptr<BaseScheduler> scheduler;
-  if (!config.scheduler.is_null()) scheduler = make_scheduler(*sparsifier, config.scheduler);
-  if (resumed != nullptr) {
-    SparsifierStateDict sd;
-    sd.groups.push_back(resumed->group);
-    TensorState st;
-    st.mask = unpack_mask(*resumed->mask);
-    st.values = resumed->values;
-    sd.state.emplace_back(target.fqn, st);
-    sparsifier->load_state_dict(sd);
-    if (scheduler) scheduler->load_state_dict(resumed->scheduler);
+  TensorLifecycle lc = prepare_tensor(target, config, resumed, activation_norms, scratch);
+  BaseSparsifier* sparsifier = lc.sparsifier.get();
+  BaseScheduler* scheduler = lc.scheduler.get();
+  if (blocks_to_prune >= 0) {
+    auto* wn = dynamic_cast<WeightNormSparsifier*>(sparsifier);
+    SPARSITY_CHECK(wn != nullptr, Internal, "a global share for a ", sparsifier->class_name());
+    wn->set_blocks_to_prune(0, blocks_to_prune);
   }
   for (int64_t s = 0; s < config.steps; ++s) {
     sparsifier->step();
@@ -116,7 +133,8 @@ TensorResult prune_tensor(const Target& target, const PruneConfig& config, const
     res.report.sparsity_per_step.push_back(n ? 1.0 - static_cast<double>(kept) / static_cast<double>(n) : 0.0);
   }
   const Tensor mask = sparsifier->state_of(target.fqn).mask.contiguous();
-  res.report.expected_sparsity = expected_sparsity(sparsifier->groups().at(0).config);
+  // A global share is not the group's level: nothing to compare with.
+  if (blocks_to_prune < 0) res.report.expected_sparsity = expected_sparsity(sparsifier->groups().at(0).config);
 
   // ---- outputs, streamed in slices --------------------------------------------------------------------
   {

@@ -12,6 +12,8 @@
 #include "sparsity/io/tensor_file.hpp"
 #include "sparsity/prune/engine.hpp"
 #include "sparsity/prune/state_file.hpp"
+#include "sparsity/scheduler/base_scheduler.hpp"
+#include "sparsity/sparsifier/base_sparsifier.hpp"
 
 namespace sparsity::prune {
 
@@ -53,12 +55,24 @@ uint64_t count_zeros(const io::TensorFile& file, const io::TensorInfo& info, Wor
 /// keys when present), nullopt when the group has no level.
 std::optional<double> expected_sparsity(const Json& group);
 
-/// Prunes one target: a one-tensor module tree holding a read-only view of it, `prepare` with a u8 mask
-/// in the worker's scratch, `resumed` restored through load_state_dict, `steps` x (step, scheduler
-/// step). The squashed weight (squash_mask's value: the original where the mask keeps it, +0.0 elsewhere)
-/// is streamed slice by slice to `sinks.model`, the 0/1 mask to `sinks.masks`.
-/// `activation_norms`, when defined, is the target's input norms for WandaSparsifier.
+/// A target's sparsifier, prepared on a one-tensor module tree holding a read-only view of it (a u8 mask in
+/// the worker's scratch; WandaSparsifier given `activation_norms` when defined), `resumed` restored
+/// through load_state_dict, and its scheduler.
+struct TensorLifecycle {
+  ModulePtr model;
+  std::unique_ptr<BaseSparsifier> sparsifier;
+  std::unique_ptr<BaseScheduler> scheduler;
+};
+TensorLifecycle prepare_tensor(const Target& target, const PruneConfig& config, const ResumedTensor* resumed,
+                               const Tensor& activation_norms, WorkerScratch& scratch);
+
+/// Prunes one target: prepare_tensor, then `steps` x (step, scheduler step). The squashed weight
+/// (squash_mask's value: the original where the mask keeps it, +0.0 elsewhere) is streamed slice by slice
+/// to `sinks.model`, the 0/1 mask to `sinks.masks`. `activation_norms`, when defined, is the target's input
+/// norms for WandaSparsifier; `blocks_to_prune` >= 0 is the target's share of a global ranking (a
+/// WeightNormSparsifier's set_blocks_to_prune).
 TensorResult prune_tensor(const Target& target, const PruneConfig& config, const ResumedTensor* resumed,
-                          const Tensor& activation_norms, const TensorSinks& sinks, WorkerScratch& scratch);
+                          const Tensor& activation_norms, int64_t blocks_to_prune, const TensorSinks& sinks,
+                          WorkerScratch& scratch);
 
 }  // namespace sparsity::prune

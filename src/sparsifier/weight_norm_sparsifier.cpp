@@ -221,8 +221,11 @@ void WeightNormSparsifier::update_mask(Module& module, const std::string& tensor
     if (index + 1 == groups().size()) global_.reset();
     return;
   }
-  const Target t = target_of(module, tensor_name, group, /*check_constant=*/true);
-  switch (kernels::norm_mask_constant(t.st.sparsity_level, -1, t.st.zeros, t.st.br * t.st.bc)) {
+  const size_t index = static_cast<size_t>(&group - groups().data());
+  const int64_t blocks = index < blocks_to_prune_.size() ? blocks_to_prune_[index] : -1;
+  Target t = target_of(module, tensor_name, group, /*check_constant=*/blocks < 0);
+  t.args.tiles_to_prune = blocks;
+  switch (kernels::norm_mask_constant(t.st.sparsity_level, blocks, t.st.zeros, t.st.br * t.st.bc)) {
     case 1: t.mask.fill_(1.0); return;
     case 0: t.mask.fill_(0.0); return;
     default: break;
@@ -250,15 +253,8 @@ void WeightNormSparsifier::plan_global_step() {
     SPARSITY_CHECK(t.st.sparsity_level == level, InvalidArgument,
                    "WeightNormSparsifier: a global ranking needs one sparsity_level, but ", quote(t.fqn), " has ",
                    t.st.sparsity_level, " and ", quote(level_fqn), " has ", level);
-    const uint64_t tiles = kernels::norm_mask_tiles(t.args);
-    auto share = [tiles](double fraction) {
-      return static_cast<uint64_t>(std::nearbyint(std::min(1.0, std::max(0.0, fraction)) * static_cast<double>(tiles)));
-    };
-    specs[i] = {tiles, share(global_bound(gs[i].config, "min_sparsity", 0.0, t.fqn)),
-                share(global_bound(gs[i].config, "max_sparsity", 1.0, t.fqn))};
-    SPARSITY_CHECK(specs[i].min_pruned <= specs[i].max_pruned, InvalidArgument, "WeightNormSparsifier: ",
-                   quote(t.fqn), " has min_sparsity above its max_sparsity");
-    all_tiles += tiles;
+    specs[i] = ranked_blocks(i);
+    all_tiles += specs[i].tiles;
   }
   // k = round-half-even(level * all tiles), as torch's global_unstructured counts it.
   const double raw = std::nearbyint(std::min(1.0, std::max(0.0, level)) * static_cast<double>(all_tiles));
@@ -276,6 +272,50 @@ void WeightNormSparsifier::plan_global_step() {
     } while (!global_->finish());
   }
   planned_step_ = step_count();
+}
+
+// ---- a global ranking driven from outside ------------------------------------------------------------
+
+namespace {
+Group& group_at(std::vector<Group>& gs, size_t group) {
+  SPARSITY_CHECK(group < gs.size(), OutOfRange, "WeightNormSparsifier: group ", group, " of ", gs.size());
+  return gs[group];
+}
+}  // namespace
+
+kernels::GlobalTensor WeightNormSparsifier::ranked_blocks(size_t group) {
+  Group& g = group_at(groups(), group);
+  const Target t = target_of(*g.module, g.tensor_name(), g, /*check_constant=*/false);
+  const uint64_t tiles = kernels::norm_mask_tiles(t.args);
+  auto share = [tiles](double fraction) {
+    return static_cast<uint64_t>(std::nearbyint(std::min(1.0, std::max(0.0, fraction)) * static_cast<double>(tiles)));
+  };
+  kernels::GlobalTensor spec{tiles, share(global_bound(g.config, "min_sparsity", 0.0, t.fqn)),
+                             share(global_bound(g.config, "max_sparsity", 1.0, t.fqn))};
+  SPARSITY_CHECK(spec.min_pruned <= spec.max_pruned, InvalidArgument, "WeightNormSparsifier: ", quote(t.fqn),
+                 " has min_sparsity above its max_sparsity");
+  return spec;
+}
+
+void WeightNormSparsifier::sample_block_scores(kernels::GlobalThreshold& ranking, size_t index, size_t count,
+                                               size_t group) {
+  Group& g = group_at(groups(), group);
+  std::vector<double> scores;
+  kernels::norm_sample_scores(target_of(*g.module, g.tensor_name(), g, /*check_constant=*/false).args, count, &scores);
+  ranking.sample(index, scores.data(), scores.size());
+}
+
+void WeightNormSparsifier::add_block_scores(kernels::GlobalThreshold& ranking, size_t index, size_t group) {
+  Group& g = group_at(groups(), group);
+  kernels::norm_mask_scores(target_of(*g.module, g.tensor_name(), g, /*check_constant=*/false).args, ranking, index);
+}
+
+void WeightNormSparsifier::set_blocks_to_prune(size_t group, int64_t blocks) {
+  group_at(groups(), group);
+  SPARSITY_CHECK(options_.scope_ == WeightNormScope::local, FailedPrecondition,
+                 "WeightNormSparsifier: set_blocks_to_prune is for local scope (a global scope ranks by itself)");
+  if (blocks_to_prune_.size() <= group) blocks_to_prune_.resize(groups().size(), -1);
+  blocks_to_prune_[group] = blocks;
 }
 
 }  // namespace sparsity

@@ -590,7 +590,7 @@ TEST(CliErrors, ConfigTensorNotPrunable) {
   Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "config": [{"tensor_fqn": "ids"}]})",
                                 "dtype I64");
   Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "config": [{"tensor_fqn": "proj.bias"}]})",
-                                "only 2-D");
+                                "only weights of rank 2 or more");
 }
 TEST(CliErrors, ConfigDuplicateTensorFqnAndKeys) {
   Fixture().expect_config_error(R"({"sparsifier": "WeightNormSparsifier", "config": [{"tensor_fqn": "proj.weight"}, {"tensor_fqn": "proj.weight"}]})",

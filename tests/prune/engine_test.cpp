@@ -3,7 +3,9 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
+#include <filesystem>
 #include <cstring>
 #include <fstream>
 #include <mutex>
@@ -289,6 +291,165 @@ TEST(PruneEngine, LibraryErrorsGetTheTensorsLocation) {
     EXPECT_NE(e.message().find("zeros_per_block"), std::string::npos) << e.what();
   }
   EXPECT_FALSE(std::ifstream(o.output).good()) << "an output appeared after an error";
+}
+
+// ---- the global scope ----------------------------------------------------------------------------
+
+// torch.nn.utils.prune.global_unstructured(L1Unstructured, amount) over two Linear weights and a Conv2d
+// weight (tests/data/golden/global/gen_global_golden.py): the engine's global scope with (1, 1) blocks
+// prunes the same entries, streaming one tensor at a time, for 1 and 2 threads.
+TEST(PruneGlobal, EqualsTorchGlobalUnstructured) {
+  const std::filesystem::path golden = std::filesystem::path(SPARSITY_TEST_DATA_DIR) / "golden" / "global";
+  std::vector<std::filesystem::path> files;
+  for (const auto& e : std::filesystem::directory_iterator(golden)) {
+    if (e.path().extension() == ".safetensors") files.push_back(e.path());
+  }
+  std::sort(files.begin(), files.end());
+  ASSERT_GE(files.size(), 4u);
+  const std::string dir = sparsity::testing::fresh_temp_dir("sparsity_global_");
+  const std::vector<std::string> names = {"fc1.weight", "fc2.weight", "conv.weight"};
+  for (const auto& f : files) {
+    std::map<std::string, std::string> meta;
+    const auto tensors = io::load_safetensors(f.string(), &meta);
+    std::map<std::string, Tensor> by_name(tensors.begin(), tensors.end());
+    const Json c = Json::parse(meta.at("config"));
+    NamedList<Tensor> model;
+    for (size_t i = 0; i < names.size(); ++i) model.emplace_back(names[i], by_name.at("weight_" + std::to_string(i)));
+    model.emplace_back("fc1.bias", Tensor::from_values({1, 2, 3}, DType::f32));
+    const std::string path = dir + "/m.safetensors";
+    io::save_safetensors(path, model);
+    for (int threads : {1, 2}) {
+      Options o;
+      o.model = path;
+      o.config = parse_prune_config(
+          Json{{"sparsifier", "WeightNormSparsifier"},
+               {"scope", "global"},
+               {"defaults", {{"sparsity_level", c.at("amount")}, {"sparse_block_shape", {1, 1}}, {"norm", "L1"}}},
+               {"config", {{{"tensor_fqn", "fc1.weight"}}, {{"tensor_fqn", "fc2.weight"}}, {{"tensor_fqn", "conv.weight"}}}}},
+          "inline");
+      o.masks = dir + "/masks.safetensors";
+      o.output = dir + "/out.safetensors";
+      o.threads = threads;
+      o.durable = false;
+      const Report r = run(o);
+      auto masks = io::SafetensorsFile::open(o.masks);
+      for (size_t i = 0; i < names.size(); ++i) {
+        EXPECT_TRUE(bitwise_equal(masks->tensor(names[i]), by_name.at("mask_" + std::to_string(i))))
+            << f.filename() << " " << names[i] << " threads " << threads;
+      }
+      for (const auto& l : r.layers) EXPECT_FALSE(l.expected_sparsity) << "a share is not the level";
+    }
+  }
+}
+
+// With blocks, N:M inside them, mixed dtypes and per-tensor bounds, the engine's shares equal a global-scope
+// WeightNormSparsifier's over the whole in-memory model.
+TEST(PruneGlobal, EqualsTheLibrarysGlobalSparsifier) {
+  Model m;
+  const char* text = R"({"sparsifier": "WeightNormSparsifier", "scope": "global",
+      "defaults": {"sparsity_level": 0.55, "sparse_block_shape": [1, 4], "max_sparsity": 0.9},
+      "config": [{"tensor_fqn": "enc.fc1.weight", "sparse_block_shape": [2, 3]},
+                 {"tensor_fqn": "enc.fc2.weight", "max_sparsity": 0.2},
+                 {"tensor_fqn": "dec.0.weight", "zeros_per_block": 2},
+                 {"tensor_fqn": "dec.1.weight", "min_sparsity": 0.7}]})";
+  const PruneConfig cfg = parse_prune_config(text, "inline");
+  ModulePtr ref = m.module_tree_copy();
+  WeightNormSparsifier sp(WeightNormOptions().scope(WeightNormScope::global).sparsity_level(0.55).sparse_block_shape(1, 4));
+  sp.defaults()["max_sparsity"] = 0.9;
+  std::vector<ConfigEntry> entries;
+  for (const auto& e : *cfg.config) entries.emplace_back(e);
+  sp.prepare(ref, entries);
+  sp.step();
+  std::map<std::string, Tensor> expected;
+  for (const auto& [fqn, st] : sp.state()) expected[fqn] = mask_to_u8(st.mask);
+  // The bounds bind: fc2 at most 20% of its blocks, dec.1 at least 70%.
+  const Tensor& fc2_mask = expected.at("enc.fc2.weight");
+  const uint8_t* fc2_bits = fc2_mask.data<uint8_t>();
+  // 13 x 24 in 1 x 4 blocks: 78 blocks, at most round(0.2 x 78) = 16 of them (64 weights).
+  const auto fc2 = std::count(fc2_bits, fc2_bits + fc2_mask.numel(), 0);
+  EXPECT_GT(fc2, 0);
+  EXPECT_LE(fc2, 64);
+  for (int threads : {1, 2}) {
+    Options o;
+    o.model = m.path;
+    o.config = cfg;
+    o.masks = m.dir + "/gm" + std::to_string(threads) + ".safetensors";
+    o.threads = threads;
+    o.durable = false;
+    run(o);
+    auto mf = io::SafetensorsFile::open(o.masks);
+    for (const auto& [fqn, mask] : expected) {
+      EXPECT_TRUE(bitwise_equal(mf->tensor(fqn), mask)) << fqn << " threads " << threads;
+    }
+  }
+}
+
+// Conv2d weights chosen by "module_types" are pruned as the library prunes N-D weights: the golden masks of
+// tests/data/golden/nd (ASP's channel groups for N:M, torch's WeightNorm on the reshaped matrix otherwise).
+TEST(PruneSelection, Conv2dWeightsThroughModuleTypesMatchTheNdGoldenMasks) {
+  const std::string dir = sparsity::testing::fresh_temp_dir("sparsity_conv_");
+  for (const char* name : {"conv2d_2of4", "conv2d_blocks_2x4", "conv2d_unstructured"}) {
+    std::map<std::string, std::string> meta;
+    const auto tensors = io::load_safetensors(std::string(SPARSITY_TEST_DATA_DIR) + "/golden/nd/" + name + ".safetensors", &meta);
+    std::map<std::string, Tensor> by_name(tensors.begin(), tensors.end());
+    Json defaults = Json::parse(meta.at("config"));
+    defaults.erase("reference");
+    if (defaults["zeros_per_block"].is_null()) defaults.erase("zeros_per_block");
+    const std::string path = dir + "/m.safetensors";
+    io::save_safetensors(path, {{"features.0.weight", by_name.at("weight")}, {"features.0.bias", random_tensor({3}, 1, DType::f32)}});
+    Options o;
+    o.model = path;
+    o.config = parse_prune_config(Json{{"sparsifier", "WeightNormSparsifier"},
+                                       {"module_types", {"Linear", "Conv2d"}},
+                                       {"defaults", defaults}},
+                                  "inline");
+    o.masks = dir + "/masks.safetensors";
+    o.durable = false;
+    const Report r = run(o);
+    ASSERT_EQ(r.layers.size(), 1u) << name;
+    EXPECT_TRUE(bitwise_equal(io::SafetensorsFile::open(o.masks)->tensor("features.0.weight"), by_name.at("mask_0")))
+        << name;
+  }
+}
+
+TEST(PruneGlobal, ConfigurationsItCannotRunAreRefusedByKey) {
+  auto error_of = [](const char* text) {
+    try {
+      parse_prune_config(text, "c.json");
+    } catch (const Error& e) {
+      return std::string(e.what());
+    }
+    return std::string("no error");
+  };
+  EXPECT_NE(error_of(R"({"sparsifier": "NearlyDiagonalSparsifier", "scope": "global"})").find("key scope"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"sparsifier": "WandaSparsifier", "scope": "global"})").find("within each tensor"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"sparsifier": "WeightNormSparsifier", "scope": "global", "steps": 2})").find("key steps"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"sparsifier": "WeightNormSparsifier", "defaults": {"min_sparsity": 0.1}})")
+                .find("key defaults.min_sparsity"),
+            std::string::npos);
+  EXPECT_NE(error_of(R"({"sparsifier": "WeightNormSparsifier", "scope": "global",
+                         "config": [{"tensor_fqn": "a", "max_sparsity": 1.5}]})")
+                .find("max_sparsity"),
+            std::string::npos);
+  // Two levels in one ranking: named with both tensors.
+  Model m;
+  Options o;
+  o.model = m.path;
+  o.config = parse_prune_config(R"({"sparsifier": "WeightNormSparsifier", "scope": "global",
+      "config": [{"tensor_fqn": "enc.fc1.weight", "sparsity_level": 0.3}, {"tensor_fqn": "dec.0.weight"}]})",
+                                "c.json");
+  o.output = m.dir + "/o.safetensors";
+  try {
+    run(o);
+    FAIL() << "no error";
+  } catch (const Error& e) {
+    EXPECT_NE(std::string(e.what()).find("one sparsity_level"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("'enc.fc1.weight'"), std::string::npos) << e.what();
+  }
+  EXPECT_FALSE(std::ifstream(o.output).good());
 }
 
 TEST(PrunePool, RunsEveryJobOnceWithinTheBudget) {

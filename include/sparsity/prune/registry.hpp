@@ -21,6 +21,9 @@ struct SparsifierSpec {
   std::vector<std::string> group_keys;    ///< keys allowed in "config" entries besides tensor_fqn
   std::function<void(const std::string& key, const Json& value, const std::string& where)> check;
   bool has_sparsity_level = true;  ///< groups carry "sparsity_level" (schedulers need it)
+  /// The sparsifier is a WeightNormSparsifier (or derives from one): "scope": "global" ranks the blocks of
+  /// every selected tensor together (WeightNormSparsifier::ranked_blocks and its kin).
+  bool global_ranking = false;
 };
 
 /// Registers (or replaces) a sparsifier under `name`. "WeightNormSparsifier" and

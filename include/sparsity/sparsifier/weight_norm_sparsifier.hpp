@@ -7,6 +7,7 @@
 #include <utility>
 #include <vector>
 
+#include "sparsity/kernels/global_threshold.hpp"
 #include "sparsity/kernels/kernels.hpp"
 #include "sparsity/sparsifier/base_sparsifier.hpp"
 
@@ -67,6 +68,28 @@ class WeightNormSparsifier : public SparsifierCloneable<WeightNormSparsifier> {
   /// is wrong, e.g. "must be [rows, cols] of integers in [1, 2147483647], got [0,4]". Other keys: "".
   static std::string option_error(const std::string& key, const Json& value);
 
+  // ---- a global ranking driven from outside -------------------------------------------------------
+  // For an engine that streams a model tensor by tensor with one local-scope sparsifier per tensor: it
+  // ranks the blocks of every tensor with one kernels::GlobalThreshold, then gives each sparsifier its
+  // share. The scores are exactly those the group's next step ranks (the masked weights, the group's
+  // block, norm and score), so the shares equal a global-scope sparsifier's over the same groups.
+  //   GlobalThreshold g({sp0.ranked_blocks(), sp1.ranked_blocks()}, total);
+  //   sp0.sample_block_scores(g, 0, 1024); sp1.sample_block_scores(g, 1, 1024);
+  //   do { sp0.add_block_scores(g, 0); sp1.add_block_scores(g, 1); } while (!g.finish());
+  //   sp0.set_blocks_to_prune(0, g.tiles_to_prune(0)); sp0.step(); ...
+
+  /// The blocks (tiles) the next step of group `group` ranks, and the group's min_sparsity / max_sparsity
+  /// as counts of them (round-half-even of the fraction), as a global ranking's tensor.
+  kernels::GlobalTensor ranked_blocks(size_t group = 0);
+  /// `count` of those block scores, spread evenly, added to the sample of `ranking`'s tensor `index`.
+  void sample_block_scores(kernels::GlobalThreshold& ranking, size_t index, size_t count, size_t group = 0);
+  /// Every block score of group `group` added to the current round of `ranking`'s tensor `index`.
+  void add_block_scores(kernels::GlobalThreshold& ranking, size_t index, size_t group = 0);
+  /// The next steps of group `group` prune exactly min(blocks, ranked_blocks) blocks, the smallest, instead
+  /// of round(sparsity_level x blocks) (N:M inside them as usual); blocks < 0 returns to the level.
+  /// Local scope only.
+  void set_blocks_to_prune(size_t group, int64_t blocks);
+
  protected:
   void update_mask(Module& module, const std::string& tensor_name, Group& group) override;
 
@@ -79,6 +102,7 @@ class WeightNormSparsifier : public SparsifierCloneable<WeightNormSparsifier> {
   // Global scope: the ranking of the step numbered planned_step_, until its last group is written.
   std::shared_ptr<kernels::GlobalNormMask> global_;
   int planned_step_ = -1;
+  std::vector<int64_t> blocks_to_prune_;  // per group; -1 (or missing): by level
 };
 
 }  // namespace sparsity
