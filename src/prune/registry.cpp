@@ -126,7 +126,7 @@ struct Registry {
     sparsifiers["WeightNormSparsifier"] = {
         make_weight_norm,
         {"sparsity_level", "sparse_block_shape", "zeros_per_block", "norm", "min_sparsity", "max_sparsity"},
-        {"sparsity_level", "sparse_block_shape", "zeros_per_block", "min_sparsity", "max_sparsity"},
+        {"sparsity_level", "sparse_block_shape", "zeros_per_block", "norm", "min_sparsity", "max_sparsity"},
         check_weight_norm,
         true,
         true};

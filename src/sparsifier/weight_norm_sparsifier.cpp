@@ -25,6 +25,7 @@ struct Settings {
   double sparsity_level;
   int64_t br, bc;
   int64_t zeros;
+  kernels::Norm norm;
 };
 
 // A JSON value for a message: printable and short.
@@ -73,6 +74,11 @@ Settings settings_of(const Json& config, const WeightNormOptions& o, const std::
     z = it->is_null() ? std::nullopt : std::optional<int64_t>(it->get<int64_t>());
   }
   s.zeros = z ? *z : vpb;
+  s.norm = o.norm_;
+  if (auto it = config.find("norm"); it != config.end()) {
+    check("norm", *it);
+    s.norm = *it == "L1" ? kernels::Norm::L1 : kernels::Norm::L2;
+  }
   SPARSITY_CHECK(s.zeros <= vpb, InvalidArgument, "WeightNormSparsifier: 'zeros_per_block' of ", quote(fqn), " (",
                  s.zeros, ") cannot be more than the total number of elements in that block (", vpb, ")");
   return s;
@@ -203,7 +209,7 @@ WeightNormSparsifier::Target WeightNormSparsifier::target_of(Module& module, con
   set_geometry(t.source.shape(), t.st, &a);
   a.zeros_per_block = t.st.zeros;
   a.sparsity_level = t.st.sparsity_level;
-  a.norm = options_.norm_;
+  a.norm = t.st.norm;
   a.score = options_.norm_fn_ ? &options_.norm_fn_ : nullptr;
   return t;
 }

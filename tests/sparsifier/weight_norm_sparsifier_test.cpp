@@ -951,5 +951,27 @@ TEST(WeightNormSparsifier, ReadOnlyMaskThrows) {
   kernels::set_num_threads(1);
 }
 
+// "norm" as a group key: 1 x 2 blocks {3, 0} and {2, 2} rank one way under L1 (means 1.5 < 2) and the
+// other under L2 (means of squares 4.5 > 4); at level 0.5 each tensor prunes its smaller block.
+TEST(WeightNormSparsifier, NormIsAGroupKey) {
+  const Tensor w = Tensor::from_values({3, 0, 2, 2}, {1, 4});
+  auto model = layers_of({w.clone(), w.clone(), w.clone()});
+  WeightNormSparsifier sp(0.5, {1, 2});  // L2 by default
+  sp.prepare(model, std::vector<ConfigEntry>{Json{{"tensor_fqn", "l0.weight"}, {"norm", "L1"}},
+                                             Json{{"tensor_fqn", "l1.weight"}},
+                                             Json{{"tensor_fqn", "l2.weight"}, {"norm", "L2"}}});
+  sp.step();
+  EXPECT_EQ(kept(sp.state_of("l0.weight").mask), (std::vector<int>{0, 0, 1, 1}));
+  EXPECT_EQ(kept(sp.state_of("l1.weight").mask), (std::vector<int>{1, 1, 0, 0}));
+  EXPECT_EQ(kept(sp.state_of("l2.weight").mask), (std::vector<int>{1, 1, 0, 0}));
+  WeightNormSparsifier bad(0.5, {1, 2});
+  EXPECT_SPARSITY_ERROR(
+      {
+        bad.prepare(layers_of({w.clone()}), std::vector<ConfigEntry>{Json{{"tensor_fqn", "l0.weight"}, {"norm", "L3"}}});
+        bad.step();
+      },
+      InvalidArgument, "'norm' of 'l0.weight'");
+}
+
 }  // namespace
 }  // namespace sparsity

@@ -53,7 +53,8 @@ struct WeightNormOptions {
 /// memory order; for N:M (a 1 x M block with zeros_per_block < M) the groups run along the input
 /// channels at a fixed (out, k...) position, as NVIDIA ASP lays conv weights out. To prune Conv2d
 /// weights found by make_config_from_model: `sp.supported_modules().insert("Conv2d")`.
-/// Group keys read by update_mask: sparsity_level, sparse_block_shape, zeros_per_block.
+/// Group keys read by update_mask: sparsity_level, sparse_block_shape, zeros_per_block, norm ("L1" / "L2",
+/// over the option; a custom norm_fn replaces both); in global scope also min_sparsity, max_sparsity.
 class WeightNormSparsifier : public SparsifierCloneable<WeightNormSparsifier> {
  public:
   explicit WeightNormSparsifier(WeightNormOptions options = {});
