@@ -464,13 +464,13 @@ int fail(int status, const std::string& message) {
 
 int main(int argc, char** argv) {
   sparsity::io::install_cleanup_handlers();  // SIGINT/SIGTERM/SIGHUP remove hidden temporaries
-  CLI::App app{"sparsity: prune safetensors checkpoints with torch.ao.pruning's sparsifiers", "sparsity"};
+  CLI::App app{"sparsity: prune safetensors, GGUF and ONNX models with torch.ao.pruning's sparsifiers", "sparsity"};
   app.set_version_flag("--version", std::string("sparsity ") + sparsity::version_string());
   app.require_subcommand(1);
 
   PruneArgs pa;
   auto* prune = app.add_subcommand("prune", "Prune a checkpoint: prepare, steps x (step, scheduler step), squash");
-  prune->add_option("MODEL", pa.model, "Input .safetensors file or sharded model.safetensors.index.json")->required();
+  prune->add_option("MODEL", pa.model, "Input model: .safetensors (or a sharded model.safetensors.index.json), .gguf or .onnx")->required();
   prune->add_option("--config", pa.config, "Pruning configuration (JSON); or the quick flags below");
   prune->add_option("--output", pa.output, "Pruned checkpoint (may be MODEL; an index .json for sharded models)")->required();
   prune->add_option("--masks", pa.masks, "Write the masks (U8, 1 kept / 0 pruned) to this .safetensors file");
@@ -494,7 +494,7 @@ int main(int argc, char** argv) {
   std::string inspect_model;
   bool inspect_json = false;
   auto* inspect = app.add_subcommand("inspect", "Per-tensor dtype, shape, zeros and sparsity pattern");
-  inspect->add_option("MODEL", inspect_model, "A .safetensors file or sharded index .json")->required();
+  inspect->add_option("MODEL", inspect_model, "A .safetensors file (or a sharded index .json), .gguf or .onnx")->required();
   inspect->add_flag("--json", inspect_json, "Machine-readable output");
 
   std::string demo_dir;

@@ -761,6 +761,33 @@ TEST(GgufPrune, AutoConfigPicksTheTwoDimensionalFloatWeights) {
   EXPECT_EQ(std::memcmp(in->bytes(e), out->bytes(out->info("token_embd.weight")), e.nbytes()), 0);
 }
 
+// "ignore" (a name or a "re:" pattern over tensor and module names) keeps auto-config off the token
+// embedding, which is reported as ignored and copied byte for byte.
+TEST(GgufPrune, IgnoreLeavesTheTokenEmbedding) {
+  const std::string dir = temp_dir();
+  const TinyModel m = make_tiny_model(dir);
+  for (const char* ignore : {R"(["token_embd.weight"])", R"(["re:token_.*"])"}) {
+    prune::Options o;
+    o.model = m.path;
+    o.config = config_of(std::string(R"({"sparsifier": "WeightNormSparsifier", "ignore": )") + ignore +
+                         R"(, "defaults": {"sparsity_level": 0.5}})");
+    o.output = dir + "/pruned.gguf";
+    const prune::Report r = prune::run(o);
+    std::vector<std::string> names;
+    for (const auto& l : r.layers) names.push_back(l.fqn);
+    std::sort(names.begin(), names.end());
+    EXPECT_EQ(names, (std::vector<std::string>{"blk.0.ffn_down.weight", "blk.0.ffn_gate.weight",
+                                               "blk.0.ffn_up.weight"}))
+        << ignore;
+    uint64_t ignored = 0;
+    for (const auto& s : r.skipped) ignored += s.reason == "ignored" ? s.tensors : 0;
+    EXPECT_EQ(ignored, 1u) << ignore;
+    auto in = GgufFile::open(m.path), out = GgufFile::open(o.output);
+    const TensorInfo& e = in->info("token_embd.weight");
+    EXPECT_EQ(std::memcmp(in->bytes(e), out->bytes(out->info("token_embd.weight")), e.nbytes()), 0) << ignore;
+  }
+}
+
 TEST(GgufPrune, InspectReportsThePatternAlongNe0) {
   const std::string dir = temp_dir();
   const std::string path = dir + "/m.gguf";
