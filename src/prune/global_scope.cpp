@@ -38,8 +38,10 @@ std::vector<int64_t> global_shares(const std::vector<Target>& targets, const Pru
   SPARSITY_CHECK(config.steps == 1, Internal, "a global ranking over ", config.steps, " steps");
   kernels::set_num_threads(threads);
   const Tensor none;
+  // A target's pages are mapped in one call before its pass and dropped from the resident set after.
   auto visit = [&](size_t i, auto&& work) {
     const Target& t = targets[i];
+    t.source->file->prefetch(*t.source->info);
     try {
       TensorLifecycle lc = prepare_tensor(t, config, resumed.empty() ? nullptr : &resumed[i], none, scratch);
       work(weight_norm(lc));
@@ -49,8 +51,10 @@ std::vector<int64_t> global_shares(const std::vector<Target>& targets, const Pru
     t.source->file->release(*t.source->info);
   };
 
-  // The split: k = round-half-even(level x all blocks), each target within its bounds.
+  // The split: k = round-half-even(level x all blocks), each target within its bounds; a sample of each
+  // target's scores places the first round's window.
   std::vector<kernels::GlobalTensor> specs(targets.size());
+  std::vector<std::vector<double>> samples(targets.size());
   double level = 0;
   uint64_t all = 0;
   for (size_t i = 0; i < targets.size(); ++i) {
@@ -58,19 +62,18 @@ std::vector<int64_t> global_shares(const std::vector<Target>& targets, const Pru
       const double l = wn.groups().at(0).config.value("sparsity_level", 0.0);
       if (i == 0) level = l;
       SPARSITY_CHECK_AT(l == level, InvalidArgument,
-                    (std::vector<std::string>{at_file(config_where), at_tensor(targets[i].fqn)}),
+                        (std::vector<std::string>{at_file(config_where), at_tensor(targets[i].fqn)}),
                         "a global ranking needs one sparsity_level, but ", quote(targets[i].fqn), " has ", l,
                         " and ", quote(targets[0].fqn), " has ", level);
       specs[i] = wn.ranked_blocks();
+      samples[i] = wn.sample_block_scores(kSampleTiles);
       all += specs[i].tiles;
     });
   }
   const double total = std::nearbyint(std::min(1.0, std::max(0.0, level)) * static_cast<double>(all));
   kernels::GlobalThreshold ranking(specs, static_cast<uint64_t>(total));
   if (!ranking.done()) {
-    for (size_t i = 0; i < targets.size(); ++i) {
-      visit(i, [&](WeightNormSparsifier& wn) { wn.sample_block_scores(ranking, i, kSampleTiles); });
-    }
+    for (size_t i = 0; i < targets.size(); ++i) ranking.sample(i, samples[i].data(), samples[i].size());
     do {
       for (size_t i = 0; i < targets.size(); ++i) {
         visit(i, [&](WeightNormSparsifier& wn) { wn.add_block_scores(ranking, i); });

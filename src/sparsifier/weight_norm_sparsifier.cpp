@@ -303,12 +303,11 @@ kernels::GlobalTensor WeightNormSparsifier::ranked_blocks(size_t group) {
   return spec;
 }
 
-void WeightNormSparsifier::sample_block_scores(kernels::GlobalThreshold& ranking, size_t index, size_t count,
-                                               size_t group) {
+std::vector<double> WeightNormSparsifier::sample_block_scores(size_t count, size_t group) {
   Group& g = group_at(groups(), group);
   std::vector<double> scores;
   kernels::norm_sample_scores(target_of(*g.module, g.tensor_name(), g, /*check_constant=*/false).args, count, &scores);
-  ranking.sample(index, scores.data(), scores.size());
+  return scores;
 }
 
 void WeightNormSparsifier::add_block_scores(kernels::GlobalThreshold& ranking, size_t index, size_t group) {

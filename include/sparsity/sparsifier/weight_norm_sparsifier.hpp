@@ -75,15 +75,16 @@ class WeightNormSparsifier : public SparsifierCloneable<WeightNormSparsifier> {
   // share. The scores are exactly those the group's next step ranks (the masked weights, the group's
   // block, norm and score), so the shares equal a global-scope sparsifier's over the same groups.
   //   GlobalThreshold g({sp0.ranked_blocks(), sp1.ranked_blocks()}, total);
-  //   sp0.sample_block_scores(g, 0, 1024); sp1.sample_block_scores(g, 1, 1024);
+  //   auto s0 = sp0.sample_block_scores(1024), s1 = sp1.sample_block_scores(1024);
+  //   g.sample(0, s0.data(), s0.size()); g.sample(1, s1.data(), s1.size());
   //   do { sp0.add_block_scores(g, 0); sp1.add_block_scores(g, 1); } while (!g.finish());
   //   sp0.set_blocks_to_prune(0, g.tiles_to_prune(0)); sp0.step(); ...
 
   /// The blocks (tiles) the next step of group `group` ranks, and the group's min_sparsity / max_sparsity
   /// as counts of them (round-half-even of the fraction), as a global ranking's tensor.
   kernels::GlobalTensor ranked_blocks(size_t group = 0);
-  /// `count` of those block scores, spread evenly, added to the sample of `ranking`'s tensor `index`.
-  void sample_block_scores(kernels::GlobalThreshold& ranking, size_t index, size_t count, size_t group = 0);
+  /// `count` of those block scores, spread evenly (in runs of 32 blocks), for GlobalThreshold::sample.
+  std::vector<double> sample_block_scores(size_t count, size_t group = 0);
   /// Every block score of group `group` added to the current round of `ranking`'s tensor `index`.
   void add_block_scores(kernels::GlobalThreshold& ranking, size_t index, size_t group = 0);
   /// The next steps of group `group` prune exactly min(blocks, ranked_blocks) blocks, the smallest, instead
