@@ -9,6 +9,7 @@
 #include "kernels/dispatch.hpp"
 #include "base/scratch.hpp"
 #include "kernels/fused.hpp"
+#include "kernels/mask_bits.hpp"
 #include "sparsity/base/error.hpp"
 
 namespace sparsity::kernels {
@@ -40,23 +41,6 @@ void check_matrix(int64_t rows, int64_t cols, int64_t ld, int64_t br, int64_t bc
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
-// Bit pattern of the value 1 in `dtype`.
-uint64_t one_bits(DType dtype) {
-  switch (dtype) {
-    case DType::f32: return 0x3f800000u;
-    case DType::f64: return 0x3ff0000000000000ull;
-    case DType::f16: return 0x3c00u;
-    case DType::bf16: return 0x3f80u;
-    default: return 1u;
-  }
-}
-
-// Bits that make an element non-zero: floats drop the sign (-0.0 is zero), integers keep all.
-uint64_t value_bits(DType dtype) {
-  const size_t sz = size_of(dtype);
-  const uint64_t all = sz == 8 ? ~0ull : (1ull << (8 * sz)) - 1;
-  return is_floating(dtype) ? (all >> 1) : all;
-}
 
 // Out-of-place outputs this large bypass the cache (as memcpy does), so they do not evict the inputs.
 constexpr size_t kStreamMinBytes = size_t{4} << 20;

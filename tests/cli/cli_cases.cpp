@@ -833,6 +833,11 @@ TEST(CliHostile, PeakMemoryStaysBelowTheModelSizeAtAnyThreadCount) {
     ASSERT_EQ(r.status, 0) << r.err;
     EXPECT_LE(static_cast<double>(r.peak_rss_kb), 1.2 * model_kb) << "--threads " << threads;
   }
+  // A global ranking holds its window of candidate scores and one tensor at a time on top.
+  const CliRun g = run({"prune", model, "--sparsity", "0.5", "--global", "--output", dir + "/out.safetensors",
+                        "--threads", "16", "--quiet", "--no-sync"});
+  ASSERT_EQ(g.status, 0) << g.err;
+  EXPECT_LE(static_cast<double>(g.peak_rss_kb), 1.2 * model_kb) << "--global";
 }
 
 TEST(CliHostile, HeaderWithAMillionTensorsOpensInLinearTime) {

@@ -12,6 +12,7 @@
 #include "kernels/dispatch.hpp"
 #include "kernels/flat_tiles/flat_tiles.hpp"
 #include "kernels/fused.hpp"
+#include "kernels/mask_bits.hpp"
 #include "kernels/reference.hpp"
 #include "sparsity/kernels/global_threshold.hpp"
 #include "sparsity/base/error.hpp"
@@ -91,24 +92,6 @@ Workspace& workspace() {
 }
 
 // ---- small helpers -----------------------------------------------------------------------------------
-
-// Bit pattern of the value 1 in `dtype`.
-uint64_t one_bits(DType dtype) {
-  switch (dtype) {
-    case DType::f32: return 0x3f800000u;
-    case DType::f64: return 0x3ff0000000000000ull;
-    case DType::f16: return 0x3c00u;
-    case DType::bf16: return 0x3f80u;
-    default: return 1u;
-  }
-}
-
-// Bits that make a mask element non-zero: floats drop the sign (-0.0 is zero), integers keep all.
-uint64_t value_bits(DType dtype) {
-  const size_t sz = size_of(dtype);
-  const uint64_t all = sz == 8 ? ~0ull : (1ull << (8 * sz)) - 1;
-  return is_floating(dtype) ? (all >> 1) : all;
-}
 
 // Whether every element of a mask is exactly 0 or 1 in its dtype (then unchanged mask bits mean an
 // unchanged mask, and a step that keeps them may skip writing).

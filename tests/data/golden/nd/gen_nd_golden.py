@@ -27,27 +27,10 @@ import numpy as np
 import torch
 from torch import nn
 from torch.ao.sparsity import WeightNormSparsifier
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from golden_io import write_safetensors  # noqa: E402
 
 OUT = os.path.dirname(os.path.abspath(__file__))
-
-
-def write_safetensors(path, tensors, metadata):
-    """8-byte little-endian header length, JSON header, raw little-endian data."""
-    names = {torch.float32: "F32", torch.uint8: "U8"}
-    header, blobs, off = {}, [], 0
-    for name, t in tensors:
-        raw = t.contiguous().numpy().tobytes()
-        header[name] = {"dtype": names[t.dtype], "shape": list(t.shape), "data_offsets": [off, off + len(raw)]}
-        blobs.append(raw)
-        off += len(raw)
-    header["__metadata__"] = metadata
-    h = json.dumps(header, separators=(",", ":")).encode()
-    h += b" " * ((8 - len(h) % 8) % 8)
-    with open(path, "wb") as f:
-        f.write(struct.pack("<Q", len(h)))
-        f.write(h)
-        for b in blobs:
-            f.write(b)
 
 
 def asp_patterns(m, n):
