@@ -15,7 +15,6 @@ namespace sparsity::prune {
 namespace {
 
 using detail::at_file;
-using detail::at_key;
 using detail::at_tensor;
 using detail::quote;
 
