@@ -108,7 +108,7 @@ TEST(Registry, RejectsWithTheOffendingKey) {
       {R"({"sparsifier": "WeightNormSparsifier", "defaults": {"nearliness": 3}})", "key defaults.nearliness"},
       {R"({"sparsifier": "WeightNormSparsifier", "config": [{"sparsity_level": 0.5}]})", "key config[0]"},
       {R"({"sparsifier": "WeightNormSparsifier", "config": [{"tensor_fqn": ""}]})", "key config[0].tensor_fqn"},
-      {R"({"sparsifier": "WeightNormSparsifier", "config": [{"tensor_fqn": "a", "norm": "L1"}]})", "key config[0].norm"},
+      {R"({"sparsifier": "WeightNormSparsifier", "config": [{"tensor_fqn": "a", "norm": "L3"}]})", "key config[0].norm"},
       {R"({"sparsifier": "WeightNormSparsifier", "config": [{"tensor_fqn": "a"}, {"tensor_fqn": "a"}]})", "key config[1].tensor_fqn"},
       {R"({"sparsifier": "WeightNormSparsifier", "config": [3]})", "key config[0]"},
       {R"({"sparsifier": "WeightNormSparsifier", "scheduler": 1})", "key scheduler"},
