@@ -45,8 +45,7 @@ std::string metadata_where() { return at_key(std::string("__metadata__.") + kPac
 // A single safetensors file (pack writes safetensors and unpack restores what pack read).
 std::shared_ptr<io::TensorFile> open_safetensors(const std::string& path, const char* command) {
   SPARSITY_CHECK_AT(!io::is_index_path(path), InvalidArgument, {at_file(path)}, command,
-                    " reads one .safetensors file; pack or unpack each shard of a sharded model is not "
-                    "supported (its index would name the old tensors)");
+                    " reads one .safetensors file, not the index of a sharded model (not supported yet)");
   auto file = io::open_tensor_file(path);
   SPARSITY_CHECK_AT(file->format() == "safetensors", InvalidArgument, {at_file(path)}, command,
                     " reads safetensors files, this one is ", file->format());
@@ -268,12 +267,12 @@ PackReport pack_file(const PackOptions& opt) {
     candidates.push_back(i);
   }
 
-  // A worker holds one weight's mapped data, its kept bits and its parts (csr of a nearly dense weight
-  // with wide indices takes up to 3x the dense bytes) and, with masks, its mask.
+  // A worker holds one weight's mapped data and its parts (fewer bytes than the data for a weight that
+  // is kept packed; a weight found not to shrink holds more for a moment) and, with masks, its mask.
   auto footprint = [&](size_t i) -> uint64_t {
     if (plan[i].report < 0 || report.weights[static_cast<size_t>(plan[i].report)].ignored) return 0;
     const uint64_t mask = masks && masks->contains(entries[i].name) ? masks->info(entries[i].name).nbytes() : 0;
-    return 4 * entries[i].nbytes() + mask;
+    return 2 * entries[i].nbytes() + mask;
   };
   uint64_t largest = 1, data = 0, weight_bytes = 0;
   for (size_t i = 0; i < entries.size(); ++i) {
@@ -426,14 +425,15 @@ UnpackReport unpack_file(const UnpackOptions& opt) {
   io::SafetensorsWriter writer(opt.output, specs, metadata);
   writer.set_durable(opt.durable);
 
-  // A weight's job holds its parts and its dense data.
+  // A weight's job holds its parts and its dense data; what runs at once stays below the dense model.
   auto cost = [&](size_t j) { return jobs[j].weight < 0 ? 0 : jobs[j].bytes + writer.entries()[j].nbytes(); };
-  uint64_t largest = 1, total = 0;
+  uint64_t largest = 1, total = 0, dense = 0;
   for (size_t j = 0; j < jobs.size(); ++j) {
     largest = std::max(largest, cost(j));
     total += jobs[j].bytes;
+    dense += writer.entries()[j].nbytes();
   }
-  const uint64_t budget = std::max(largest, file->file_size() / 10 * 9);
+  const uint64_t budget = std::max(largest, dense / 10 * 9);
   Progress progress(opt.progress, total);
   UnpackReport report;
   run_pool(jobs.size(), worker_count(opt.threads, jobs.size(), largest, budget), budget, cost, [&](size_t j, int) {
