@@ -168,8 +168,16 @@ SPARSITY_C_API sparsity_status sparsity_prune_checkpoint(const char* model_path,
                                                          const char* output_path, const char* masks_path,
                                                          const char* state_path, int threads);
 
-/* Packing masks and weights into the sparse execution formats (sparsity_pack / sparsity_unpack) joins
- * this header together with those formats. */
+/** Packs the pruned weights of a .safetensors file into `output_path` (the `sparsity pack` command):
+ *  `format` is "auto" (or NULL: per weight the layout with the fewest bytes), "sparse-bitmask",
+ *  "sparse-24-bitmask", "nm<N>of<M>", "bsr<R>x<C>" or "csr". Each 2-D F32/F16/BF16 `*.weight` holding
+ *  a +0.0 is packed when that shrinks it; one the format does not fit fails (INVALID_ARGUMENT naming
+ *  the tensor, row and column). `threads` 0 uses every core. Nothing is written when it fails. */
+SPARSITY_C_API sparsity_status sparsity_pack_file(const char* model_path, const char* output_path,
+                                                  const char* format, int threads);
+/** Restores the dense .safetensors file of a packed one, bit for bit (the `sparsity unpack` command);
+ *  corrupt parts fail naming the weight and the part. */
+SPARSITY_C_API sparsity_status sparsity_unpack_file(const char* packed_path, const char* output_path, int threads);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -38,3 +38,4 @@
 #include "sparsity/prune/state_file.hpp"
 #include "sparsity/prune/inspect.hpp"
 #include "sparsity/prune/engine.hpp"
+#include "sparsity/prune/pack.hpp"

@@ -18,6 +18,7 @@
 #include "sparsity/core/ops.hpp"
 #include "sparsity/kernels/kernels.hpp"
 #include "sparsity/prune/engine.hpp"
+#include "sparsity/prune/pack.hpp"
 #include "sparsity/prune/registry.hpp"
 #include "sparsity/sparsity.h"
 
@@ -544,6 +545,36 @@ sparsity_status sparsity_prune_checkpoint(const char* model_path, const char* co
     o.state = state_path ? state_path : "";
     o.threads = threads;
     sparsity::prune::run(o);
+  });
+}
+
+sparsity_status sparsity_pack_file(const char* model_path, const char* output_path, const char* format,
+                                   int threads) {
+  return guarded([&] {
+    constexpr const char* f = "sparsity_pack_file";
+    need(model_path, f, "model_path");
+    need(output_path, f, "output_path");
+    if (threads < 0) fail(ErrorCode::InvalidArgument, std::string(f) + ": threads is negative");
+    sparsity::prune::PackOptions o;
+    o.model = model_path;
+    o.output = output_path;
+    o.format = sparsity::PackFormat::from_string(format ? format : "auto");
+    o.threads = threads;
+    sparsity::prune::pack_file(o);
+  });
+}
+
+sparsity_status sparsity_unpack_file(const char* packed_path, const char* output_path, int threads) {
+  return guarded([&] {
+    constexpr const char* f = "sparsity_unpack_file";
+    need(packed_path, f, "packed_path");
+    need(output_path, f, "output_path");
+    if (threads < 0) fail(ErrorCode::InvalidArgument, std::string(f) + ": threads is negative");
+    sparsity::prune::UnpackOptions o;
+    o.packed = packed_path;
+    o.output = output_path;
+    o.threads = threads;
+    sparsity::prune::unpack_file(o);
   });
 }
 

@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <CLI/CLI.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <chrono>
@@ -27,6 +28,7 @@
 #include "sparsity/io/safetensors.hpp"
 #include "sparsity/prune/engine.hpp"
 #include "sparsity/prune/inspect.hpp"
+#include "sparsity/prune/pack.hpp"
 #include "sparsity/prune/registry.hpp"
 
 namespace {
@@ -99,6 +101,7 @@ void print_table(std::ostream& os, const std::vector<std::vector<std::string>>& 
       line += r[i];
       if (i + 1 < r.size()) line += std::string(width[i] - r[i].size() + 2, ' ');
     }
+    line.erase(line.find_last_not_of(' ') + 1);  // no trailing blanks after empty last cells
     os << line << "\n";
   }
 }
@@ -193,6 +196,19 @@ std::string percent(uint64_t part, uint64_t whole) {
   return fmt("%.1f%%", whole ? 100.0 * static_cast<double>(part) / static_cast<double>(whole) : 0.0);
 }
 
+// "812 B", "139.3 kB", "7.1 MB", "14.5 GB" (powers of 1000, as the progress bar).
+std::string size_text(uint64_t bytes) {
+  if (bytes < 1000) return std::to_string(bytes) + " B";
+  const char* units[] = {"kB", "MB", "GB", "TB"};
+  double v = static_cast<double>(bytes) / 1000.0;
+  size_t u = 0;
+  while (v >= 999.95 && u + 1 < 4) {
+    v /= 1000.0;
+    ++u;
+  }
+  return fmt("%.1f ", v) + units[u];
+}
+
 // What was left alone and why, and the whole model's sparsity before and after.
 void print_summary(const sparsity::prune::Report& report) {
   for (const auto& s : report.skipped) {
@@ -260,6 +276,88 @@ int run_prune(const PruneArgs& a) {
   return 0;
 }
 
+// ---- pack / unpack ------------------------------------------------------------------------------------
+struct PackArgs {
+  std::string model, output, format = "auto", masks;
+  std::vector<std::string> ignore;
+  int threads = 0;
+  bool quiet = false;
+  bool no_sync = false;
+};
+
+// Runs `work` with a progress bar (unless quiet) that is cleared however it ends.
+template <class F>
+auto with_progress(bool quiet, F&& work) {
+  Progress progress(!quiet);
+  struct Unset {
+    Progress& p;
+    ~Unset() {
+      p.clear();
+      g_progress = nullptr;
+    }
+  } unset{progress};
+  g_progress = &progress;
+  return work([&](uint64_t done, uint64_t total) { progress.update(done, total); });
+}
+
+int run_pack(const PackArgs& a) {
+  sparsity::prune::PackOptions o;
+  o.model = a.model;
+  o.output = a.output;
+  try {
+    o.format = sparsity::PackFormat::from_string(a.format);
+  } catch (const sparsity::Error& e) {
+    throw UsageError(std::string("--format: ") + e.what());
+  }
+  o.masks = a.masks;
+  o.ignore = a.ignore;
+  o.threads = a.threads;
+  o.durable = !a.no_sync;
+  const auto report = with_progress(a.quiet, [&](auto progress) {
+    o.progress = progress;
+    return sparsity::prune::pack_file(o);
+  });
+  if (a.quiet) return 0;
+  // One row per candidate weight; a last column says why a weight was left dense, when one was.
+  const bool notes = std::any_of(report.weights.begin(), report.weights.end(),
+                                 [](const auto& w) { return !w.reason.empty(); });
+  std::vector<std::vector<std::string>> rows = {{"tensor", "dtype", "shape", "format", "sparsity", "size", "dense size"}};
+  if (notes) rows[0].push_back("note");
+  uint64_t packed_bytes = 0, dense_bytes = 0;
+  for (const auto& w : report.weights) {
+    const uint64_t numel = static_cast<uint64_t>(sparsity::shape_numel(w.shape));
+    rows.push_back({printable(w.name), w.dtype, shape_str(w.shape), w.format.empty() ? "dense" : w.format,
+                    w.ignored ? "-" : percent(numel - w.kept, numel), size_text(w.packed_bytes),
+                    size_text(w.dense_bytes)});
+    if (notes) rows.back().push_back(w.reason.empty() ? "" : "left dense: " + w.reason);
+    packed_bytes += w.packed_bytes;
+    dense_bytes += w.dense_bytes;
+  }
+  if (rows.size() > 1) print_table(std::cout, rows);
+  std::cout << "packed " << report.packed << " of " << report.weights.size() << " weights ("
+            << size_text(dense_bytes) << " -> " << size_text(packed_bytes) << "), copied " << report.other_tensors
+            << " other tensor" << (report.other_tensors == 1 ? "" : "s") << "; file " << size_text(report.input_bytes) << " -> " << size_text(report.output_bytes)
+            << "; wrote " << printable(a.output) << "\n";
+  return 0;
+}
+
+int run_unpack(const std::string& packed, const std::string& output, int threads, bool quiet, bool no_sync) {
+  sparsity::prune::UnpackOptions o;
+  o.packed = packed;
+  o.output = output;
+  o.threads = threads;
+  o.durable = !no_sync;
+  const auto report = with_progress(quiet, [&](auto progress) {
+    o.progress = progress;
+    return sparsity::prune::unpack_file(o);
+  });
+  if (quiet) return 0;
+  std::cout << "unpacked " << report.weights << " weight" << (report.weights == 1 ? "" : "s") << ", copied "
+            << report.other_tensors << " other tensor" << (report.other_tensors == 1 ? "" : "s") << "; file " << size_text(report.input_bytes) << " -> " << size_text(report.output_bytes)
+            << "; wrote " << printable(output) << "\n";
+  return 0;
+}
+
 // ---- inspect ------------------------------------------------------------------------------------------
 Json stats_json(const sparsity::prune::TensorStats& t) {
   Json j = {{"name", t.name},
@@ -270,6 +368,11 @@ Json stats_json(const sparsity::prune::TensorStats& t) {
             {"sparsity", t.numel ? static_cast<double>(t.zeros) / static_cast<double>(t.numel) : 0.0},
             {"pattern", t.pattern}};
   if (!t.torch_pattern.empty()) j["torch_pattern"] = t.torch_pattern;
+  j["bytes"] = t.bytes;
+  if (!t.format.empty()) {
+    j["format"] = t.format;
+    j["dense_bytes"] = t.dense_bytes;
+  }
   if (!t.inspected) {
     j.erase("zeros");
     j.erase("sparsity");
@@ -294,7 +397,10 @@ int run_inspect(const std::string& model, bool json) {
     j["total"] = {{"tensors", stats.tensors.size()},
                   {"numel", stats.numel},
                   {"zeros", stats.zeros},
-                  {"sparsity", stats.numel ? static_cast<double>(stats.zeros) / static_cast<double>(stats.numel) : 0.0}};
+                  {"sparsity", stats.numel ? static_cast<double>(stats.zeros) / static_cast<double>(stats.numel) : 0.0},
+                  {"packed", stats.packed},
+                  {"bytes", stats.bytes},
+                  {"dense_bytes", stats.dense_bytes}};
     if (stats.state) {
       Json groups = Json::array();
       for (const auto& g : stats.state->groups) {
@@ -327,11 +433,25 @@ int run_inspect(const std::string& model, bool json) {
     print_table(std::cout, rows);
     return 0;
   }
+  // A packed file: each packed weight is one row (not its parts), with its layout and sizes.
+  const bool packed = stats.packed > 0;
   std::vector<std::vector<std::string>> rows = {{"tensor", "dtype", "shape", "zeros", "pattern"}};
-  for (const auto& t : stats.tensors) rows.push_back(stats_row(t));
+  if (packed) rows[0].insert(rows[0].end(), {"format", "size", "dense size"});
+  for (const auto& t : stats.tensors) {
+    rows.push_back(stats_row(t));
+    if (packed) {
+      rows.back().insert(rows.back().end(),
+                         {t.format.empty() ? "-" : t.format, size_text(t.bytes), size_text(t.dense_bytes)});
+    }
+  }
   print_table(std::cout, rows);
   std::cout << "total: " << stats.tensors.size() << " tensors, " << stats.numel << " elements, "
-            << stats.zeros << " zeros (" << percent(stats.zeros, stats.numel) << ")\n";
+            << stats.zeros << " zeros (" << percent(stats.zeros, stats.numel) << ")";
+  if (packed) {
+    std::cout << "; " << stats.packed << " packed weight" << (stats.packed == 1 ? "" : "s") << ", "
+              << size_text(stats.bytes) << " of tensor data (" << size_text(stats.dense_bytes) << " dense)";
+  }
+  std::cout << "\n";
   return 0;
 }
 
@@ -491,9 +611,38 @@ int main(int argc, char** argv) {
                   "Skip fsync (faster; outputs still appear whole or not at all if the process dies, "
                   "but not across a power loss)");
 
+  PackArgs ka;
+  auto* pack = app.add_subcommand(
+      "pack", "Store the pruned weights of a checkpoint packed (sparse-bitmask, 2:4, N:M, BSR, CSR)");
+  pack->add_option("MODEL", ka.model, "Input .safetensors file")->required();
+  pack->add_option("--output", ka.output, "Packed .safetensors file (may be MODEL)")->required();
+  pack->add_option("--format", ka.format,
+                   "auto (default: the fewest bytes per weight), sparse-bitmask, sparse-24-bitmask, "
+                   "nm<N>of<M>, bsr<R>x<C> or csr");
+  pack->add_option("--masks", ka.masks,
+                   "Masks deciding what is kept (e.g. prune --masks output), for weights whose pruned "
+                   "elements are not all +0.0");
+  pack->add_option("--ignore", ka.ignore, "Leave this weight dense: a tensor or module name, or re:PATTERN (repeatable)")
+      ->expected(1)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
+  pack->add_option("--threads", ka.threads, "Worker threads (default: every core)")->check(CLI::Range(1, 1024));
+  pack->add_flag("--quiet", ka.quiet, "No progress bar and no summary");
+  pack->add_flag("--no-sync", ka.no_sync, "Skip fsync (see prune --no-sync)");
+
+  std::string up_packed, up_output;
+  int up_threads = 0;
+  bool up_quiet = false, up_no_sync = false;
+  auto* unpack = app.add_subcommand("unpack", "Restore the dense checkpoint of a packed one, bit for bit");
+  unpack->add_option("PACKED", up_packed, "A file written by sparsity pack")->required();
+  unpack->add_option("--output", up_output, "Dense .safetensors file (may be PACKED)")->required();
+  unpack->add_option("--threads", up_threads, "Worker threads (default: every core)")->check(CLI::Range(1, 1024));
+  unpack->add_flag("--quiet", up_quiet, "No progress bar and no summary");
+  unpack->add_flag("--no-sync", up_no_sync, "Skip fsync (see prune --no-sync)");
+
   std::string inspect_model;
   bool inspect_json = false;
-  auto* inspect = app.add_subcommand("inspect", "Per-tensor dtype, shape, zeros and sparsity pattern");
+  auto* inspect = app.add_subcommand(
+      "inspect", "Per-tensor dtype, shape, zeros and sparsity pattern (and format and sizes of packed weights)");
   inspect->add_option("MODEL", inspect_model, "A .safetensors file (or a sharded index .json), .gguf or .onnx")->required();
   inspect->add_flag("--json", inspect_json, "Machine-readable output");
 
@@ -519,7 +668,7 @@ int main(int argc, char** argv) {
   }
   try {
     // An option given an empty value names no file: a mistake, never "do not write it".
-    for (const CLI::App* sub : {prune, inspect, demo}) {
+    for (const CLI::App* sub : {prune, pack, unpack, inspect, demo}) {
       for (const CLI::Option* opt : sub->get_options()) {
         if (opt->count() > 0 && opt->get_expected_min() > 0) {
           for (const auto& v : opt->results()) {
@@ -529,6 +678,8 @@ int main(int argc, char** argv) {
       }
     }
     if (*prune) return run_prune(pa);
+    if (*pack) return run_pack(ka);
+    if (*unpack) return run_unpack(up_packed, up_output, up_threads, up_quiet, up_no_sync);
     if (*inspect) return run_inspect(inspect_model, inspect_json);
     if (*demo) return run_demo(demo_dir, demo_threads);
     if (*make_model) return run_make_model(mm_out, mm_layers, mm_dim);

@@ -810,6 +810,11 @@ PackedTensor PackedTensor::from_parts(const PackFormat& format, const NamedList<
       }
       pc.shape_is("col_indices", p.indices_, {entries});
       pc.shape_is("crow_indices", p.offsets_, {units + 1});
+      // Without columns no index can be clamped into range: such a weight stores nothing.
+      if (cols == 0 && entries != 0) {
+        pc.fail(ErrorCode::InvalidArgument, "compressed",
+                std::to_string(values.numel()) + " values for a weight of no columns");
+      }
       break;
     }
   }

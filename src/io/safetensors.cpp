@@ -23,7 +23,7 @@ struct DTypeRow {
 };
 const DTypeRow kDTypes[] = {
     {"BOOL", 1, DType::bool_}, {"U8", 1, DType::u8},       {"I8", 1, DType::i8},
-    {"F8_E5M2", 1, {}},        {"F8_E4M3", 1, {}},         {"I16", 2, {}},
+    {"F8_E5M2", 1, {}},        {"F8_E4M3", 1, {}},         {"I16", 2, DType::i16},
     {"U16", 2, {}},            {"F16", 2, DType::f16},     {"BF16", 2, DType::bf16},
     {"I32", 4, DType::i32},    {"U32", 4, {}},             {"F32", 4, DType::f32},
     {"F64", 8, DType::f64},    {"I64", 8, DType::i64},     {"U64", 8, {}},

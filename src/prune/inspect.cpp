@@ -2,10 +2,14 @@
 #include "sparsity/prune/inspect.hpp"
 
 #include <cstring>
+#include <set>
+#include <unordered_map>
 
 #include "sparsity/core/ops.hpp"
 #include "sparsity/io/checkpoint.hpp"
+#include "sparsity/io/safetensors.hpp"
 #include "sparsity/kernels/kernels.hpp"
+#include "sparsity/prune/pack.hpp"
 #include "sparsity/prune/state_file.hpp"
 
 namespace sparsity::prune {
@@ -158,29 +162,17 @@ CheckpointStats inspect_checkpoint(const std::string& path) {
   const io::Checkpoint ckpt = io::Checkpoint::open(path);
   CheckpointStats out;
   std::vector<uint8_t> flags;
-  for (const auto& e : ckpt.entries()) {
-    const io::TensorInfo& info = *e.info;
-    TensorStats s;
-    s.name = info.name;
-    s.dtype = info.dtype_name;
-    s.shape = info.shape;
-    s.numel = info.numel();
+  // Zeros and pattern of `s` (name, shape and numel set) from its elements at `data`.
+  auto count = [&](TensorStats& s, const uint8_t* data, size_t esize, bool floating, bool transposed) {
     const size_t n = static_cast<size_t>(s.numel);
-    const size_t esize = element_size(info);
-    if (esize == 0) {
-      s.pattern = "block-quantized (not inspected)";
-      s.inspected = false;
-      out.tensors.push_back(std::move(s));
-      continue;
-    }
     flags.resize(n);
-    if (n) nonzero_flags(e.file->bytes(info), n, esize, is_float(info), flags.data());
+    if (n) nonzero_flags(data, n, esize, floating, flags.data());
     const uint64_t kept = n ? static_cast<uint64_t>(kernels::count_kept_bytes(flags.data(), n)) : 0;
     s.zeros = s.numel - kept;
-    if (info.shape.size() >= 2 && n) {
-      const int64_t rows = info.shape[0], cols = static_cast<int64_t>(n) / rows;
+    if (s.shape.size() >= 2 && n) {
+      const int64_t rows = s.shape[0], cols = static_cast<int64_t>(n) / rows;
       s.pattern = detect_pattern(flags.data(), rows, cols);
-      if (info.transposed && info.shape.size() == 2) {
+      if (transposed && s.shape.size() == 2) {
         std::vector<uint8_t> t(n);
         for (int64_t r = 0; r < rows; ++r) {
           for (int64_t c = 0; c < cols; ++c)
@@ -191,9 +183,57 @@ CheckpointStats inspect_checkpoint(const std::string& path) {
     } else {
       s.pattern = kept == s.numel ? "dense" : kept == 0 ? "all zero" : "unstructured";
     }
-    e.file->release(info);
     out.numel += s.numel;
     out.zeros += s.zeros;
+  };
+  // The packed weights of each shard, and which weight each part entry belongs to.
+  std::vector<std::vector<PackedWeight>> packed(ckpt.shards().size());
+  std::unordered_map<const io::TensorInfo*, const PackedWeight*> owner;
+  for (size_t sh = 0; sh < ckpt.shards().size(); ++sh) {
+    packed[sh] = packed_weights(*ckpt.shards()[sh]);
+    for (const auto& w : packed[sh]) {
+      if (w.parts.empty()) read_packed(*ckpt.shards()[sh], w);  // names the missing part
+      for (const auto& [part, info] : w.parts) owner.emplace(info, &w);
+    }
+  }
+  std::set<const PackedWeight*> seen;
+  for (const auto& e : ckpt.entries()) {
+    const io::TensorInfo& info = *e.info;
+    TensorStats s;
+    if (const auto o = owner.find(&info); o != owner.end()) {
+      // A packed weight: one entry, at its first part.
+      if (!seen.insert(o->second).second) continue;
+      const PackedWeight& w = *o->second;
+      const PackedTensor p = read_packed(*e.file, w);
+      const Tensor dense = p.unpack();
+      s.name = w.name;
+      s.dtype = io::dtype_to_safetensors(p.dtype());
+      s.shape = p.shape();
+      s.numel = static_cast<uint64_t>(dense.numel());
+      s.format = p.format().to_string();
+      s.bytes = static_cast<uint64_t>(p.bytes());
+      s.dense_bytes = dense.nbytes();
+      count(s, static_cast<const uint8_t*>(dense.data_ptr()), dense.element_size(), /*floating=*/true,
+            /*transposed=*/false);
+      for (const auto& [part, pi] : w.parts) e.file->release(*pi);
+      ++out.packed;
+    } else {
+      s.name = info.name;
+      s.dtype = info.dtype_name;
+      s.shape = info.shape;
+      s.numel = info.numel();
+      s.bytes = s.dense_bytes = info.nbytes();
+      const size_t esize = element_size(info);
+      if (esize == 0) {
+        s.pattern = "block-quantized (not inspected)";
+        s.inspected = false;
+      } else {
+        count(s, e.file->bytes(info), esize, is_float(info), info.transposed);
+        e.file->release(info);
+      }
+    }
+    out.bytes += s.bytes;
+    out.dense_bytes += s.dense_bytes;
     out.tensors.push_back(std::move(s));
   }
   if (!ckpt.sharded()) {

@@ -76,6 +76,13 @@ class NameMatcher {
     }
     return false;
   }
+  // The first pattern RE2 refuses, with its error; nullptr when every one compiles.
+  const std::pair<size_t, std::unique_ptr<RE2>>* bad_pattern() const {
+    for (const auto& p : patterns_) {
+      if (!p.second->ok()) return &p;
+    }
+    return nullptr;
+  }
 
  private:
   std::unordered_map<std::string, size_t> exact_;
@@ -111,6 +118,17 @@ std::string hint_for(const std::string& name, const io::Checkpoint& model) {
 }
 
 }  // namespace
+
+std::function<bool(const std::string&)> name_filter(const std::vector<std::string>& items,
+                                                    const std::string& where) {
+  auto matcher = std::make_shared<const NameMatcher>(items);
+  if (const auto* bad = matcher->bad_pattern()) {
+    throw Error(ErrorCode::InvalidArgument,
+                "invalid pattern " + quote(items[bad->first].substr(3)) + ": " + bad->second->error(),
+                {at_file(where)});
+  }
+  return [matcher](const std::string& name) { return matcher->match(name, module_of(name)) != std::string::npos; };
+}
 
 std::string module_type_of(const io::TensorInfo& info) {
   if (!info.module_type.empty()) return info.module_type;

@@ -1,6 +1,7 @@
 // Which tensors a configuration prunes: the module tree the names describe, the selection, the skips.
 #pragma once
 
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -11,6 +12,12 @@
 #include "sparsity/sparsifier/base_sparsifier.hpp"
 
 namespace sparsity::prune {
+
+/// Whether a tensor is in a name list of the config's `targets` / `ignore` syntax: exact tensor names,
+/// module names meaning their `weight`, or "re:<pattern>" (RE2) matched from the start of a module
+/// name. InvalidArgument located at `where` quoting a pattern that does not compile.
+std::function<bool(const std::string& tensor)> name_filter(const std::vector<std::string>& items,
+                                                           const std::string& where);
 
 /// The layer kind of the module holding `info` when `info` is its `weight`: the file's own word when it
 /// says, else "Linear" for a floating 2-D weight, "Conv2d" for a floating 4-D one, else "Module".

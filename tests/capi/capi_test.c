@@ -1,6 +1,6 @@
 /* The C API from C99, against the installed library: the whole lifecycle on buffers this program owns,
- * with masks and values derived by hand, a checkpoint pruned through sparsity_prune_checkpoint, and
- * every misuse answered with an error code and a message.
+ * with masks and values derived by hand, a checkpoint pruned through sparsity_prune_checkpoint (then
+ * packed and unpacked), and every misuse answered with an error code and a message.
  *
  *   capi_test DIR     (a writable directory for the checkpoint files)
  */
@@ -250,14 +250,39 @@ static int read_weights(const char* path, float* w) {
   return got == 16;
 }
 
+static long file_size(const char* path) {
+  long n;
+  FILE* f = fopen(path, "rb");
+  if (!f) return -1;
+  fseek(f, 0, SEEK_END);
+  n = ftell(f);
+  fclose(f);
+  return n;
+}
+
+/* The last n bytes of two files are equal (a single tensor's data; headers may differ in layout). */
+static int same_tail(const char* a, const char* b, long n) {
+  unsigned char ba[256], bb[256];
+  FILE* fa = fopen(a, "rb");
+  FILE* fb = fopen(b, "rb");
+  int same = fa != NULL && fb != NULL && n <= 256 && fseek(fa, -n, SEEK_END) == 0 && fseek(fb, -n, SEEK_END) == 0 &&
+             fread(ba, 1, (size_t)n, fa) == (size_t)n && fread(bb, 1, (size_t)n, fb) == (size_t)n &&
+             memcmp(ba, bb, (size_t)n) == 0;
+  if (fa) fclose(fa);
+  if (fb) fclose(fb);
+  return same;
+}
+
 static void checkpoint(const char* dir) {
   static const float dense[16] = {0.1f, -0.9f, 0.3f,  0.5f, -0.2f, 0.8f, -0.05f, 0.6f,
                                   1.0f, 2.0f,  -3.0f, 4.0f, -5.0f, 6.0f, 7.0f,   -8.0f};
   const char* config =
       "{\"sparsifier\": \"WeightNormSparsifier\","
       " \"defaults\": {\"sparsity_level\": 1.0, \"sparse_block_shape\": [1, 4], \"zeros_per_block\": 2}}";
-  char in[1024], out[1024], masks[1024], missing[1024];
+  char in[1024], out[1024], masks[1024], missing[1024], packed[1024], unpacked[1024];
   float w[16];
+  snprintf(packed, sizeof packed, "%s/packed.safetensors", dir);
+  snprintf(unpacked, sizeof unpacked, "%s/unpacked.safetensors", dir);
   snprintf(in, sizeof in, "%s/model.safetensors", dir);
   snprintf(out, sizeof out, "%s/pruned.safetensors", dir);
   snprintf(masks, sizeof masks, "%s/masks.safetensors", dir);
@@ -278,6 +303,20 @@ static void checkpoint(const char* dir) {
   FAILS(SPARSITY_INVALID_ARGUMENT, sparsity_prune_checkpoint(in, config, out, NULL, NULL, -1));
   FAILS(SPARSITY_INVALID_ARGUMENT,
         sparsity_prune_checkpoint(in, config, out, out, NULL, 0)); /* one file twice */
+
+  /* The 2:4 result packed (parts shape 16 + compressed 32 + bitmask 2 bytes) and unpacked gives the
+   * pruned weight back, byte for byte. */
+  OK(sparsity_pack_file(out, packed, "sparse-24-bitmask", 0));
+  CHECK(file_size(packed) > 50 && !same_tail(packed, out, 64));
+  OK(sparsity_unpack_file(packed, unpacked, 1));
+  CHECK(file_size(unpacked) > 64 && same_tail(unpacked, out, 64));
+  OK(sparsity_pack_file(out, packed, NULL, 0)); /* auto */
+  FAILS(SPARSITY_INVALID_ARGUMENT, sparsity_pack_file(out, packed, "nm5of4", 0));
+  FAILS(SPARSITY_NOT_FOUND, sparsity_pack_file(missing, packed, "auto", 0));
+  FAILS(SPARSITY_INVALID_ARGUMENT, sparsity_pack_file(out, NULL, "auto", 0));
+  FAILS(SPARSITY_INVALID_ARGUMENT, sparsity_pack_file(out, packed, "auto", -1));
+  FAILS(SPARSITY_INVALID_ARGUMENT, sparsity_unpack_file(out, unpacked, 0)); /* not packed */
+  FAILS(SPARSITY_INVALID_ARGUMENT, sparsity_unpack_file(NULL, unpacked, 0));
 }
 
 /* ---- misuse ------------------------------------------------------------------------------------------ */

@@ -200,7 +200,7 @@ TEST(Cli, VersionAndHelp) {
   CliRun v = run({"--version"});
   EXPECT_EQ(v.status, 0);
   EXPECT_EQ(v.out.rfind("sparsity 0.1", 0), 0u) << v.out;
-  for (const char* sub : {"prune", "inspect", "demo"}) {
+  for (const char* sub : {"prune", "pack", "unpack", "inspect", "demo"}) {
     CliRun h = run({sub, "--help"});
     EXPECT_EQ(h.status, 0) << sub;
     EXPECT_NE(h.out.find("Usage"), std::string::npos) << h.out;
@@ -1044,6 +1044,255 @@ TEST(CliInspect, ColumnNMAndStateFiles) {
   // kMask is 0 1 0 0 / 1 0 1 1: every column keeps one of its two rows.
   EXPECT_EQ(sdoc["state"]["groups"][0]["pattern"], "1:2 along columns");
   EXPECT_EQ(sdoc["state"]["steps"], 1);
+}
+
+// ---- pack / unpack ----------------------------------------------------------------------------------------
+
+// Bytes from hex digits; spaces are ignored.
+std::string hex(const std::string& text) {
+  std::string out, digits;
+  for (char c : text) {
+    if (c != ' ') digits.push_back(c);
+  }
+  for (size_t i = 0; i + 1 < digits.size(); i += 2) out.push_back(static_cast<char>(std::stoi(digits.substr(i, 2), nullptr, 16)));
+  return out;
+}
+
+// A safetensors file laid out by hand: the header padded with spaces to a multiple of 8 bytes (the data
+// buffer 8-byte aligned, as sparsity writes files) and the data.
+std::string padded_file(std::string header, const std::string& data) {
+  header.append((8 - header.size() % 8) % 8, ' ');
+  return raw_model(header, data);
+}
+
+// The input of the hand-derived cases: fc.weight F32 [2, 8] (given as hex) and fc.bias F32 [2] = 0.5, -1.
+std::string hand_model(const std::string& weight_hex) {
+  return padded_file(R"({"__metadata__":{"format":"pt"},"fc.weight":{"dtype":"F32","shape":[2,8],"data_offsets":[0,64]},)"
+                     R"("fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[64,72]}})",
+                     hex(weight_hex + "0000003f 000080bf"));
+}
+
+TEST(CliPack, HandDerivedSparseBitmaskFileByteByByte) {
+  const std::string dir = fresh_dir();
+  // Row 0: 1.5 0 0 -2 0 0 0 0.25 keeps columns 0, 3, 7: bitmask byte 0b10001001 = 0x89.
+  // Row 1: 0 0 0 0 4 0 -0.0 0 keeps columns 4 and 6 (-0.0 is kept): 0b01010000 = 0x50.
+  // compressed = 1.5 -2 0.25 4 -0.0 (5 values), row_offsets = 0 3. 16 + 20 + 2 + 16 = 54 bytes < 64.
+  const std::string model = hand_model(
+      "0000c03f 00000000 00000000 000000c0 00000000 00000000 00000000 0000803e"
+      "00000000 00000000 00000000 00000000 00008040 00000000 00000080 00000000");
+  write_file(dir + "/m.safetensors", model);
+  const CliRun r = run({"pack", dir + "/m.safetensors", "--output", dir + "/p.safetensors", "--format", "sparse-bitmask"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.err.empty()) << r.err;
+  EXPECT_NE(r.out.find("fc.weight  F32    2x8    sparse-bitmask  68.8%     54 B  64 B"), std::string::npos) << r.out;
+  EXPECT_NE(r.out.find("packed 1 of 1 weights (64 B -> 54 B), copied 1 other tensor;"), std::string::npos) << r.out;
+  const std::string expected = padded_file(
+      R"({"__metadata__":{"format":"pt","sparsity.packed":"{\"format\":\"sparse-bitmask\",\"tensors\":{\"fc.weight\":\"sparse-bitmask\"}}"},)"
+      R"("fc.shape":{"dtype":"I64","shape":[2],"data_offsets":[0,16]},)"
+      R"("fc.compressed":{"dtype":"F32","shape":[5],"data_offsets":[16,36]},)"
+      R"("fc.bitmask":{"dtype":"U8","shape":[2,1],"data_offsets":[36,38]},)"
+      R"("fc.row_offsets":{"dtype":"I64","shape":[2],"data_offsets":[38,54]},)"
+      R"("fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[54,62]}})",
+      hex("0200000000000000 0800000000000000"                  // shape
+          "0000c03f 000000c0 0000803e 00008040 00000080"     // compressed
+          "89 50"                                            // bitmask
+          "0000000000000000 0300000000000000"                // row_offsets
+          "0000003f 000080bf"));                             // fc.bias
+  EXPECT_EQ(read_file(dir + "/p.safetensors"), expected);
+  const CliRun u = run({"unpack", dir + "/p.safetensors", "--output", dir + "/u.safetensors", "--quiet"});
+  ASSERT_EQ(u.status, 0) << u.err;
+  EXPECT_TRUE(u.out.empty());
+  EXPECT_EQ(read_file(dir + "/u.safetensors"), model);
+}
+
+TEST(CliPack, HandDerivedSparse24BitmaskFileByteByByte) {
+  const std::string dir = fresh_dir();
+  // Row 0: 0 1 0 2 | 3 0 0 0. Group 0 keeps columns 1 and 3; group 1 keeps column 4 only and is padded
+  // with its first unkept column, 5 (stored +0.0): bits 1 3 4 5 = 0x3a, values 1 2 3 +0.0.
+  // Row 1: -0.0 0 5 0 | 0 6 0 -7 keeps columns 0 2 | 5 7: bits 0x05 | 0xa0 = 0xa5, values -0.0 5 6 -7.
+  const std::string model = hand_model(
+      "00000000 0000803f 00000000 00000040 00004040 00000000 00000000 00000000"
+      "00000080 00000000 0000a040 00000000 00000000 0000c040 00000000 0000e0c0");
+  write_file(dir + "/m.safetensors", model);
+  const CliRun r = run({"pack", dir + "/m.safetensors", "--output", dir + "/p.safetensors", "--format",
+                        "sparse-24-bitmask", "--quiet"});
+  ASSERT_EQ(r.status, 0) << r.err;
+  EXPECT_TRUE(r.out.empty());
+  const std::string expected = padded_file(
+      R"({"__metadata__":{"format":"pt","sparsity.packed":"{\"format\":\"sparse-24-bitmask\",\"tensors\":{\"fc.weight\":\"sparse-24-bitmask\"}}"},)"
+      R"("fc.shape":{"dtype":"I64","shape":[2,1],"data_offsets":[0,16]},)"
+      R"("fc.compressed":{"dtype":"F32","shape":[2,4],"data_offsets":[16,48]},)"
+      R"("fc.bitmask":{"dtype":"U8","shape":[2,1],"data_offsets":[48,50]},)"
+      R"("fc.bias":{"dtype":"F32","shape":[2],"data_offsets":[50,58]}})",
+      hex("0200000000000000 0800000000000000"                                       // shape
+          "0000803f 00000040 00004040 00000000 00000080 0000a040 0000c040 0000e0c0"  // compressed
+          "3a a5"                                                                 // bitmask
+          "0000003f 000080bf"));                                                  // fc.bias
+  const std::string packed = read_file(dir + "/p.safetensors");
+  EXPECT_EQ(packed, expected);
+  ASSERT_EQ(run({"unpack", dir + "/p.safetensors", "--output", dir + "/u.safetensors", "--quiet"}).status, 0);
+  EXPECT_EQ(read_file(dir + "/u.safetensors"), model);
+
+  // inspect: one row for the packed weight (not its parts), with its layout and sizes.
+  const CliRun t = run({"inspect", dir + "/p.safetensors"});
+  ASSERT_EQ(t.status, 0) << t.err;
+  // Zeros of the dense weight: 5 per row (-0.0 counts); its rows keep 3 of 8 (inspect's reading).
+  EXPECT_NE(t.out.find("tensor     dtype  shape  zeros  pattern  format             size  dense size\n"
+                       "fc.weight  F32    2x8    62.5%  3:8      sparse-24-bitmask  50 B  64 B\n"
+                       "fc.bias    F32    2      0.0%   dense    -                  8 B   8 B\n"
+                       "total: 2 tensors, 18 elements, 10 zeros (55.6%); 1 packed weight, 58 B of tensor data (72 B dense)\n"),
+            std::string::npos)
+      << t.out;
+  EXPECT_EQ(t.out.find("fc.compressed"), std::string::npos);
+  const Json j = Json::parse(run({"inspect", dir + "/p.safetensors", "--json"}).out);
+  EXPECT_EQ(j["tensors"][0]["name"], "fc.weight");
+  EXPECT_EQ(j["tensors"][0]["format"], "sparse-24-bitmask");
+  EXPECT_EQ(j["tensors"][0]["bytes"], 50);
+  EXPECT_EQ(j["tensors"][0]["dense_bytes"], 64);
+  EXPECT_EQ(j["tensors"][0]["zeros"], 10);
+  EXPECT_EQ(j["tensors"][0]["shape"], Json::array({2, 8}));
+  EXPECT_EQ(j["total"]["packed"], 1);
+
+  // Corrupt parts are named: a third bit in row 0's first group; the bitmask lies at data offset 48.
+  Fixture f;  // for its error contract over a directory
+  std::string bad = packed;
+  const size_t data_begin = packed.size() - 58;
+  ASSERT_EQ(static_cast<uint8_t>(bad[data_begin + 48]), 0x3a);
+  bad[data_begin + 48] = 0x3b;
+  write_file(f.dir + "/bad.safetensors", bad);
+  f.expect_error(1, "part 'bitmask'", {"unpack", f.dir + "/bad.safetensors", "--output", f.dir + "/u.safetensors"});
+  f.expect_error(1, "tensor 'fc.weight'", {"unpack", f.dir + "/bad.safetensors", "--output", f.dir + "/u.safetensors"});
+  f.expect_error(1, "row 0, columns 0..3 hold 3 set bits", {"inspect", f.dir + "/bad.safetensors"});
+}
+
+// A 16 x 32 weight that `format` fits, values random where kept (the first kept one -0.0).
+Tensor weight_for(const std::string& format, DType dtype) {
+  std::vector<double> v(16 * 32);
+  for (int r = 0; r < 16; ++r) {
+    for (int c = 0; c < 32; ++c) {
+      bool keep;
+      int n = 0, m = 0, br = 0, bc = 0;
+      if (std::sscanf(format.c_str(), "nm%dof%d", &n, &m) == 2 || format == "sparse-24-bitmask") {
+        if (m == 0) n = 2, m = 4;
+        keep = (c % m - (r + c / m) % m + m) % m < n;
+      } else if (std::sscanf(format.c_str(), "bsr%dx%d", &br, &bc) == 2) {
+        keep = ((r / br) * 7 + (c / bc) * 5) % 3 == 0;
+      } else {
+        keep = (r * 32 + c) * 7919 % 10 < 3;
+      }
+      v[static_cast<size_t>(r * 32 + c)] = keep ? std::sin(r * 32.0 + c) + 2.0 * (c % 2) - 1.0 : 0.0;
+    }
+  }
+  for (auto& x : v) {
+    if (x != 0.0) {
+      x = -0.0;
+      break;
+    }
+  }
+  return Tensor::from_values(v, {16, 32}, dtype);
+}
+
+TEST(CliPack, EveryFormatAndFloatDtypeRoundTrips) {
+  const std::string dir = fresh_dir();
+  for (const char* format : {"sparse-bitmask", "sparse-24-bitmask", "nm1of4", "nm6of8", "nm3of16", "bsr1x8",
+                             "bsr2x2", "bsr8x1", "bsr16x16", "csr"}) {
+    for (DType dt : {DType::f32, DType::f16, DType::bf16}) {
+      SCOPED_TRACE(std::string(format) + " " + sparsity::to_string(dt));
+      const std::string model = dir + "/m.safetensors";
+      io::save_safetensors(model, {{"a.norm.weight", Tensor::ones({32})},
+                                   {"a.proj.weight", weight_for(format, dt)},
+                                   {"a.proj.bias", Tensor::zeros({16})},
+                                   {"step", Tensor::from_values({3}, DType::i64)}},
+                           {{"format", "pt"}});
+      const CliRun p = run({"pack", model, "--output", dir + "/p.safetensors", "--format", format, "--quiet", "--no-sync"});
+      ASSERT_EQ(p.status, 0) << p.err;
+      auto packed = io::SafetensorsFile::open(dir + "/p.safetensors");
+      EXPECT_TRUE(packed->contains("a.proj.compressed"));
+      EXPECT_FALSE(packed->contains("a.proj.weight"));
+      EXPECT_TRUE(packed->contains("a.norm.weight"));  // 1-D: not a packable weight
+      uint64_t part_bytes = 0;
+      for (const auto& t : packed->tensors()) {
+        if (t.name.rfind("a.proj.", 0) == 0 && t.name != "a.proj.bias") part_bytes += t.nbytes();
+      }
+      EXPECT_LT(part_bytes, 16 * 32 * sparsity::size_of(dt));
+      const CliRun u = run({"unpack", dir + "/p.safetensors", "--output", dir + "/u.safetensors", "--quiet", "--no-sync"});
+      ASSERT_EQ(u.status, 0) << u.err;
+      EXPECT_EQ(read_file(dir + "/u.safetensors"), read_file(model));
+    }
+  }
+}
+
+TEST(CliPack, AutoPacksEachWeightItsOwnWayAndCopiesTheRest) {
+  const std::string dir = fresh_dir();
+  const std::string model = dir + "/m.safetensors";
+  io::save_safetensors(model, {{"l0.weight", weight_for("sparse-24-bitmask", DType::bf16)},
+                               {"l0.bias", Tensor::ones({16})},
+                               {"l1.weight", weight_for("bsr16x16", DType::f32)},
+                               {"l2.weight", wave(16, 32, 0.5)},  // no zeros: dense
+                               {"emb.weight", weight_for("csr", DType::f16)},
+                               {"ids", Tensor::from_values({1, 2, 3}, DType::i64)}});
+  const CliRun p = run({"pack", model, "--output", dir + "/p.safetensors", "--ignore", "emb", "--threads", "2"});
+  ASSERT_EQ(p.status, 0) << p.err;
+  EXPECT_NE(p.out.find("l2.weight   F32    16x32  dense"), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("left dense: no element is +0.0"), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("left dense: ignored"), std::string::npos) << p.out;
+  EXPECT_NE(p.out.find("packed 2 of 4 weights"), std::string::npos) << p.out;
+  const Json j = Json::parse(run({"inspect", dir + "/p.safetensors", "--json"}).out);
+  std::vector<std::string> names, formats;
+  for (const auto& t : j["tensors"]) {
+    names.push_back(t["name"]);
+    formats.push_back(t.value("format", ""));
+  }
+  EXPECT_EQ(names, (std::vector<std::string>{"l0.weight", "l0.bias", "l1.weight", "l2.weight", "emb.weight", "ids"}));
+  // l0: 2:4 in bf16; l1: one of its two 16x16 blocks.
+  EXPECT_EQ(formats, (std::vector<std::string>{"sparse-24-bitmask", "", "bsr16x16", "", "", ""}));
+  ASSERT_EQ(run({"unpack", dir + "/p.safetensors", "--output", dir + "/u.safetensors", "--quiet"}).status, 0);
+  EXPECT_EQ(read_file(dir + "/u.safetensors"), read_file(model));
+}
+
+TEST(CliPack, ErrorsAreOneLineAndLeaveNothing) {
+  Fixture f;  // proj.weight = 1 -8 3 -2 / 5 0.5 -7 4: no zeros
+  const std::string out = f.dir + "/p.safetensors";
+  io::save_safetensors(f.model, {{"proj.weight", Tensor::from_values({1, 0, 3, -2, 0, 0.5, -7, 4}, {2, 4})},
+                                 {"proj.bias", Tensor::from_values({1, 2})}});
+  // Row 0 keeps 1 3 -2: the third kept element of columns 0..3 is at column 3.
+  f.expect_error(1, "row 0, column 3", {"pack", f.model, "--output", out, "--format", "sparse-24-bitmask"});
+  f.expect_error(1, "tensor 'proj.weight'", {"pack", f.model, "--output", out, "--format", "sparse-24-bitmask"});
+  f.expect_error(1, "rows 0..1 are a partial block row", {"pack", f.model, "--output", out, "--format", "bsr4x1"});
+  f.expect_error(2, "--format", {"pack", f.model, "--output", out, "--format", "nm5of4"});
+  f.expect_error(2, "--format", {"pack", f.model, "--output", out, "--format", "coo"});
+  f.expect_error(2, "--output", {"pack", f.model});
+  f.expect_error(2, "--output is empty", {"pack", f.model, "--output", ""});
+  f.expect_error(1, "invalid pattern", {"pack", f.model, "--output", out, "--ignore", "re:("});
+  f.expect_error(1, "not a packed file", {"unpack", f.model, "--output", out});
+  f.expect_error(1, "not a regular file", {"pack", f.model, "--output", f.dir});
+  f.expect_error(1, "cannot open", {"pack", f.dir + "/nope.safetensors", "--output", out});
+  // A name the packed weight's parts would take.
+  io::save_safetensors(f.model, {{"proj.weight", Tensor::from_values({1, 0, 3, 0}, {1, 4})},
+                                 {"proj.shape", Tensor::from_values({1, 4}, DType::i64)}});
+  f.expect_error(1, "'proj.shape'", {"pack", f.model, "--output", out});
+  f.expect_error(1, "'proj.weight'", {"pack", f.model, "--output", out});
+}
+
+TEST(CliPack, PeakMemoryStaysBelowTheModelSize) {
+  const std::string dir = fresh_dir();
+  const std::string model = dir + "/model.safetensors";
+  ASSERT_EQ(run({"make-model", model, "--layers", "4", "--dim", "2048"}).status, 0);  // 67 MB
+  ASSERT_EQ(run({"prune", model, "--sparsity", "0.5", "--output", dir + "/pruned.safetensors", "--quiet", "--no-sync"}).status, 0);
+  struct stat st {};
+  ASSERT_EQ(::stat(model.c_str(), &st), 0);
+  const double model_kb = static_cast<double>(st.st_size) / 1024.0;
+  for (const char* threads : {"1", "16"}) {
+    const CliRun p = run({"pack", dir + "/pruned.safetensors", "--output", dir + "/p.safetensors", "--threads", threads,
+                          "--quiet", "--no-sync"});
+    ASSERT_EQ(p.status, 0) << p.err;
+    EXPECT_LE(static_cast<double>(p.peak_rss_kb), model_kb) << "pack --threads " << threads;
+    const CliRun u = run({"unpack", dir + "/p.safetensors", "--output", dir + "/u.safetensors", "--threads", threads,
+                          "--quiet", "--no-sync"});
+    ASSERT_EQ(u.status, 0) << u.err;
+    EXPECT_LE(static_cast<double>(u.peak_rss_kb), model_kb) << "unpack --threads " << threads;
+  }
+  EXPECT_EQ(read_file(dir + "/u.safetensors"), read_file(dir + "/pruned.safetensors"));
 }
 
 }  // namespace

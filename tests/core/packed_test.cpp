@@ -506,6 +506,23 @@ TEST(PackedTensor, FromPartsRefusesWhatDoesNotMatchNamingThePart) {
   EXPECT_EQ(loose.unpack().shape(), (Shape{3, 10}));
   std::vector<float> x(10, 1.0f), y(3);
   kernels::sparse_linear(loose.kernel_weight(), x.data(), 1, 10, nullptr, y.data(), 3);
+  // A weight without columns has no column to clamp an index to: stored values are refused even when
+  // only shapes are checked (a fuzzed file once reached a write outside the dense tensor this way).
+  for (const PackFormat& f : {PackFormat::csr(), PackFormat::bsr(1, 2)}) {
+    const bool bsr = f.layout() == kernels::SparseLayout::bsr;
+    const NamedList<Tensor> no_cols = {
+        {"shape", Tensor::from_values({4, 0}, DType::i64)},
+        {"compressed", bsr ? Tensor::zeros({2, 1, 2}) : Tensor::zeros({2})},
+        {"col_indices", Tensor::from_values({0, 0}, DType::u8)},
+        {"crow_indices", Tensor::from_values({0, 1, 1, 2, 2}, DType::u8)}};
+    EXPECT_SPARSITY_ERROR(PackedTensor::from_parts(f, no_cols, PackedTensor::Check::shapes), InvalidArgument,
+                          "'compressed'", "no columns");
+  }
+  const NamedList<Tensor> empty = {{"shape", Tensor::from_values({4, 0}, DType::i64)},
+                                   {"compressed", Tensor::zeros({0})},
+                                   {"col_indices", Tensor::zeros({0}, DType::u8)},
+                                   {"crow_indices", Tensor::zeros({5}, DType::u8)}};
+  EXPECT_EQ(PackedTensor::from_parts(csr, empty).unpack().shape(), (Shape{4, 0}));
 }
 
 // A kept -0.0, NaN and infinities survive every layout, and the dense rows the kernels see through

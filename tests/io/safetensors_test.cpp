@@ -65,13 +65,13 @@ void expect_rejected(const std::string& bytes, const std::vector<std::string>& f
 }
 
 TEST(SafetensorsRead, HandWrittenFileGivesViewsOfItsBytes) {
-  // Two F32 values 1.5, -2 and one I16 value 7, written by hand.
+  // Two F32 values 1.5, -2 and one U16 value 7 (a dtype no Tensor holds), written by hand.
   std::string data;
   const float f[2] = {1.5f, -2.0f};
   data.append(reinterpret_cast<const char*>(f), 8);
   data.append("\x07\x00", 2);
   const std::string header =
-      R"({"__metadata__":{"format":"pt"},"b":{"dtype":"I16","shape":[1],"data_offsets":[8,10]},)"
+      R"({"__metadata__":{"format":"pt"},"b":{"dtype":"U16","shape":[1],"data_offsets":[8,10]},)"
       R"("a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}})";
   const std::string path = temp_dir() + "/m.safetensors";
   write_bytes(path, raw_file(header, data));
@@ -79,7 +79,7 @@ TEST(SafetensorsRead, HandWrittenFileGivesViewsOfItsBytes) {
   ASSERT_EQ(file->tensors().size(), 2u);
   EXPECT_EQ(file->tensors()[0].name, "a");  // file order = data order
   EXPECT_EQ(file->tensors()[1].name, "b");
-  EXPECT_EQ(file->tensors()[1].dtype_name, "I16");
+  EXPECT_EQ(file->tensors()[1].dtype_name, "U16");
   EXPECT_FALSE(file->tensors()[1].dtype.has_value());
   EXPECT_EQ(file->metadata().at("format"), "pt");
   EXPECT_EQ(file->data_begin(), 8 + header.size());
@@ -111,8 +111,8 @@ TEST(SafetensorsRoundTrip, EveryTensorDtype) {
   const std::string path = temp_dir() + "/all.safetensors";
   NamedList<Tensor> in;
   const std::vector<double> v = {0, 1, -2, 3, 4, -5};
-  for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::bool_, DType::u8, DType::i8, DType::i32,
-                  DType::i64}) {
+  for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::bool_, DType::u8, DType::i8, DType::i16,
+                  DType::i32, DType::i64}) {
     std::vector<double> vals = v;
     if (t == DType::u8 || t == DType::bool_) for (auto& x : vals) x = x < 0 ? -x : x;
     in.emplace_back(std::string("t_") + to_string(t), Tensor::from_values(vals, {2, 3}, t));
@@ -131,6 +131,11 @@ TEST(SafetensorsRoundTrip, EveryTensorDtype) {
   auto file = SafetensorsFile::open(path);
   EXPECT_EQ(file->info("t_bf16").dtype_name, "BF16");
   EXPECT_EQ(file->info("t_bool").dtype_name, "BOOL");
+  EXPECT_EQ(file->info("t_i16").dtype_name, "I16");
+  // Two-byte little-endian integers: -5 is 0xfffb.
+  const uint8_t* i16 = file->bytes(file->info("t_i16"));
+  EXPECT_EQ(i16[10], 0xfb);
+  EXPECT_EQ(i16[11], 0xff);
   EXPECT_EQ(file->data_begin() % 8, 0u);  // header padded
 }
 

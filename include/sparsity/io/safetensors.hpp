@@ -19,10 +19,10 @@ inline constexpr uint64_t kMaxHeaderBytes = 100ull * 1000 * 1000;
 
 /// Bytes per element of a safetensors dtype name ("F32" -> 4, "F8_E4M3" -> 1); 0 for an unknown name.
 size_t safetensors_dtype_size(std::string_view dtype_name) noexcept;
-/// The DType a Tensor uses for a safetensors dtype name (F32, F64, F16, BF16, BOOL, U8, I8, I32, I64);
-/// nullopt for the others (I16, U16, U32, U64, F8_*), which only pass through as bytes.
+/// The DType a Tensor uses for a safetensors dtype name (F32, F64, F16, BF16, BOOL, U8, I8, I16, I32,
+/// I64); nullopt for the others (U16, U32, U64, F8_*), which only pass through as bytes.
 std::optional<DType> safetensors_to_dtype(std::string_view dtype_name) noexcept;
-/// "F32", "F64", "F16", "BF16", "BOOL", "U8", "I8", "I32", "I64".
+/// "F32", "F64", "F16", "BF16", "BOOL", "U8", "I8", "I16", "I32", "I64".
 const char* dtype_to_safetensors(DType dtype) noexcept;
 
 /// A safetensors file mapped read-only. Opening validates the whole header (spec: 8-byte LE length N

@@ -28,6 +28,12 @@ struct TensorStats {
   std::string pattern;
   std::string torch_pattern;  ///< set for transposed tensors only
   bool inspected = true;      ///< false for block-quantized data (GGUF Q*, IQ*, ...): no zeros counted
+  /// A packed weight (pack.hpp) is one entry for all its parts: `name` the weight's, `dtype` and `shape`
+  /// the dense tensor's, zeros and pattern those of the unpacked weight, `format` its layout (empty for
+  /// a tensor stored dense).
+  std::string format;
+  uint64_t bytes = 0;        ///< bytes in the file (a packed weight: its parts together)
+  uint64_t dense_bytes = 0;  ///< bytes the dense tensor takes (== bytes for a tensor stored dense)
 };
 
 /// What a sparsifier state file (state_file.hpp) holds, when the inspected file is one.
@@ -47,11 +53,15 @@ struct CheckpointStats {
   std::vector<TensorStats> tensors;  ///< checkpoint order
   uint64_t numel = 0;                ///< over the inspected tensors
   uint64_t zeros = 0;
+  uint64_t packed = 0;       ///< packed weights among `tensors`
+  uint64_t bytes = 0;        ///< sum of TensorStats::bytes
+  uint64_t dense_bytes = 0;  ///< sum of TensorStats::dense_bytes
   std::optional<StateStats> state;  ///< set when the file is a sparsifier state
 };
 
 /// Statistics of every tensor of a tensor file or sharded index, streamed tensor by tensor; a sparsifier
-/// state file is read as one (its masks unpacked).
+/// state file is read as one (its masks unpacked), a packed weight as the dense weight it holds (its
+/// parts checked in full and unpacked one weight at a time).
 CheckpointStats inspect_checkpoint(const std::string& path);
 
 /// Pattern of a rows x cols matrix given its non-zero flags (1 = non-zero), as described above.
