@@ -133,6 +133,21 @@ void print_layers(const sparsity::prune::Report& report, bool per_step) {
   print_table(std::cout, rows);
 }
 
+// Runs `work` with a progress bar (unless quiet) that is cleared however it ends.
+template <class F>
+auto with_progress(bool quiet, F&& work) {
+  Progress progress(!quiet);
+  struct Unset {
+    Progress& p;
+    ~Unset() {
+      p.clear();
+      g_progress = nullptr;
+    }
+  } unset{progress};
+  g_progress = &progress;
+  return work([&](uint64_t done, uint64_t total) { progress.update(done, total); });
+}
+
 // ---- prune --------------------------------------------------------------------------------------------
 struct PruneArgs {
   std::string model, config, output, masks, state, resume, activations;
@@ -251,19 +266,10 @@ int run_prune(const PruneArgs& a) {
   o.activations = a.activations;
   o.threads = a.threads;
   o.durable = !a.no_sync;
-  Progress progress(!a.quiet);
-  // The bar is cleared however the run ends, so an error line starts on a clean line.
-  struct Unset {
-    Progress& p;
-    ~Unset() {
-      p.clear();
-      g_progress = nullptr;
-    }
-  } unset{progress};
-  g_progress = &progress;
-  o.progress = [&](uint64_t done, uint64_t total) { progress.update(done, total); };
-  const auto report = sparsity::prune::run(o);
-  progress.clear();
+  const auto report = with_progress(a.quiet, [&](auto update) {
+    o.progress = update;
+    return sparsity::prune::run(o);
+  });
   warn_on_misses(report);
   if (!a.quiet) {
     print_layers(report, /*per_step=*/false);
@@ -285,20 +291,6 @@ struct PackArgs {
   bool no_sync = false;
 };
 
-// Runs `work` with a progress bar (unless quiet) that is cleared however it ends.
-template <class F>
-auto with_progress(bool quiet, F&& work) {
-  Progress progress(!quiet);
-  struct Unset {
-    Progress& p;
-    ~Unset() {
-      p.clear();
-      g_progress = nullptr;
-    }
-  } unset{progress};
-  g_progress = &progress;
-  return work([&](uint64_t done, uint64_t total) { progress.update(done, total); });
-}
 
 int run_pack(const PackArgs& a) {
   sparsity::prune::PackOptions o;
