@@ -177,7 +177,8 @@ SPARSITY_C_API sparsity_status sparsity_pack_file(const char* model_path, const 
                                                   const char* format, int threads);
 /** Restores the dense .safetensors file of a packed one, bit for bit (the `sparsity unpack` command);
  *  corrupt parts fail naming the weight and the part. */
-SPARSITY_C_API sparsity_status sparsity_unpack_file(const char* packed_path, const char* output_path, int threads);
+SPARSITY_C_API sparsity_status sparsity_unpack_file(const char* packed_path, const char* output_path,
+                                                    int threads);
 
 #ifdef __cplusplus
 } /* extern "C" */

@@ -313,7 +313,8 @@ int run_pack(const PackArgs& a) {
   // One row per candidate weight; a last column says why a weight was left dense, when one was.
   const bool notes = std::any_of(report.weights.begin(), report.weights.end(),
                                  [](const auto& w) { return !w.reason.empty(); });
-  std::vector<std::vector<std::string>> rows = {{"tensor", "dtype", "shape", "format", "sparsity", "size", "dense size"}};
+  std::vector<std::vector<std::string>> rows = {
+      {"tensor", "dtype", "shape", "format", "sparsity", "size", "dense size"}};
   if (notes) rows[0].push_back("note");
   uint64_t packed_bytes = 0, dense_bytes = 0;
   for (const auto& w : report.weights) {
@@ -327,9 +328,10 @@ int run_pack(const PackArgs& a) {
   }
   if (rows.size() > 1) print_table(std::cout, rows);
   std::cout << "packed " << report.packed << " of " << report.weights.size() << " weights ("
-            << size_text(dense_bytes) << " -> " << size_text(packed_bytes) << "), copied " << report.other_tensors
-            << " other tensor" << (report.other_tensors == 1 ? "" : "s") << "; file " << size_text(report.input_bytes) << " -> " << size_text(report.output_bytes)
-            << "; wrote " << printable(a.output) << "\n";
+            << size_text(dense_bytes) << " -> " << size_text(packed_bytes) << "), copied "
+            << report.other_tensors << " other tensor" << (report.other_tensors == 1 ? "" : "s") << "; file "
+            << size_text(report.input_bytes) << " -> " << size_text(report.output_bytes) << "; wrote "
+            << printable(a.output) << "\n";
   return 0;
 }
 
@@ -345,8 +347,9 @@ int run_unpack(const std::string& packed, const std::string& output, int threads
   });
   if (quiet) return 0;
   std::cout << "unpacked " << report.weights << " weight" << (report.weights == 1 ? "" : "s") << ", copied "
-            << report.other_tensors << " other tensor" << (report.other_tensors == 1 ? "" : "s") << "; file " << size_text(report.input_bytes) << " -> " << size_text(report.output_bytes)
-            << "; wrote " << printable(output) << "\n";
+            << report.other_tensors << " other tensor" << (report.other_tensors == 1 ? "" : "s") << "; file "
+            << size_text(report.input_bytes) << " -> " << size_text(report.output_bytes) << "; wrote "
+            << printable(output) << "\n";
   return 0;
 }
 
@@ -386,13 +389,14 @@ int run_inspect(const std::string& model, bool json) {
     j["model"] = model;
     j["tensors"] = Json::array();
     for (const auto& t : stats.tensors) j["tensors"].push_back(stats_json(t));
-    j["total"] = {{"tensors", stats.tensors.size()},
-                  {"numel", stats.numel},
-                  {"zeros", stats.zeros},
-                  {"sparsity", stats.numel ? static_cast<double>(stats.zeros) / static_cast<double>(stats.numel) : 0.0},
-                  {"packed", stats.packed},
-                  {"bytes", stats.bytes},
-                  {"dense_bytes", stats.dense_bytes}};
+    j["total"] = {
+        {"tensors", stats.tensors.size()},
+        {"numel", stats.numel},
+        {"zeros", stats.zeros},
+        {"sparsity", stats.numel ? static_cast<double>(stats.zeros) / static_cast<double>(stats.numel) : 0.0},
+        {"packed", stats.packed},
+        {"bytes", stats.bytes},
+        {"dense_bytes", stats.dense_bytes}};
     if (stats.state) {
       Json groups = Json::array();
       for (const auto& g : stats.state->groups) {
@@ -614,10 +618,12 @@ int main(int argc, char** argv) {
   pack->add_option("--masks", ka.masks,
                    "Masks deciding what is kept (e.g. prune --masks output), for weights whose pruned "
                    "elements are not all +0.0");
-  pack->add_option("--ignore", ka.ignore, "Leave this weight dense: a tensor or module name, or re:PATTERN (repeatable)")
+  pack->add_option("--ignore", ka.ignore,
+                   "Leave this weight dense: a tensor or module name, or re:PATTERN (repeatable)")
       ->expected(1)
       ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
-  pack->add_option("--threads", ka.threads, "Worker threads (default: every core)")->check(CLI::Range(1, 1024));
+  pack->add_option("--threads", ka.threads, "Worker threads (default: every core)")
+      ->check(CLI::Range(1, 1024));
   pack->add_flag("--quiet", ka.quiet, "No progress bar and no summary");
   pack->add_flag("--no-sync", ka.no_sync, "Skip fsync (see prune --no-sync)");
 
@@ -627,15 +633,18 @@ int main(int argc, char** argv) {
   auto* unpack = app.add_subcommand("unpack", "Restore the dense checkpoint of a packed one, bit for bit");
   unpack->add_option("PACKED", up_packed, "A file written by sparsity pack")->required();
   unpack->add_option("--output", up_output, "Dense .safetensors file (may be PACKED)")->required();
-  unpack->add_option("--threads", up_threads, "Worker threads (default: every core)")->check(CLI::Range(1, 1024));
+  unpack->add_option("--threads", up_threads, "Worker threads (default: every core)")
+      ->check(CLI::Range(1, 1024));
   unpack->add_flag("--quiet", up_quiet, "No progress bar and no summary");
   unpack->add_flag("--no-sync", up_no_sync, "Skip fsync (see prune --no-sync)");
 
   std::string inspect_model;
   bool inspect_json = false;
   auto* inspect = app.add_subcommand(
-      "inspect", "Per-tensor dtype, shape, zeros and sparsity pattern (and format and sizes of packed weights)");
-  inspect->add_option("MODEL", inspect_model, "A .safetensors file (or a sharded index .json), .gguf or .onnx")->required();
+      "inspect",
+      "Per-tensor dtype, shape, zeros and sparsity pattern (and format and sizes of packed weights)");
+  inspect->add_option("MODEL", inspect_model, "A .safetensors file (or a sharded index .json), .gguf or .onnx")
+      ->required();
   inspect->add_flag("--json", inspect_json, "Machine-readable output");
 
   std::string demo_dir;

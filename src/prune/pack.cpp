@@ -30,11 +30,13 @@ using ::sparsity::detail::at_tensor;
 using ::sparsity::detail::quote;
 
 // Every part name of every layout (PackedTensor::parts()), in the order of the README's table.
-constexpr const char* kPartNames[] = {"shape", "compressed", "bitmask", "row_offsets", "col_indices", "crow_indices"};
+constexpr const char* kPartNames[] = {"shape",       "compressed",  "bitmask",
+                                      "row_offsets", "col_indices", "crow_indices"};
 constexpr size_t kWeightSuffix = 7;  // ".weight"
 
 bool ends_with_weight(const std::string& name) {
-  return name.size() > kWeightSuffix && name.compare(name.size() - kWeightSuffix, kWeightSuffix, ".weight") == 0;
+  return name.size() > kWeightSuffix &&
+         name.compare(name.size() - kWeightSuffix, kWeightSuffix, ".weight") == 0;
 }
 std::string part_name(const std::string& weight, const std::string& part) {
   return weight.substr(0, weight.size() - kWeightSuffix) + "." + part;
@@ -54,11 +56,12 @@ std::shared_ptr<io::TensorFile> open_safetensors(const std::string& path, const 
 
 // The output may replace the input (it appears by rename once complete) but no other file it reads, and
 // must be a regular file when it exists.
-void check_output(const std::string& output, const std::vector<std::pair<std::string, std::string>>& other_inputs) {
+void check_output(const std::string& output,
+                  const std::vector<std::pair<std::string, std::string>>& other_inputs) {
   SPARSITY_CHECK(!output.empty(), InvalidArgument, "the output path is empty");
   struct stat st {};
-  SPARSITY_CHECK_AT(::stat(output.c_str(), &st) != 0 || S_ISREG(st.st_mode), InvalidArgument, {at_file(output)},
-                    "the output names something that is not a regular file");
+  SPARSITY_CHECK_AT(::stat(output.c_str(), &st) != 0 || S_ISREG(st.st_mode), InvalidArgument,
+                    {at_file(output)}, "the output names something that is not a regular file");
   const auto out_id = io::file_id(output);
   for (const auto& [path, what] : other_inputs) {
     if (path.empty() || !out_id) continue;
@@ -104,7 +107,8 @@ int worker_count(int threads, size_t jobs, uint64_t largest, uint64_t budget) {
 // Serialised progress reporting over a fixed total.
 class Progress {
  public:
-  Progress(const std::function<void(uint64_t, uint64_t)>& f, uint64_t total) : f_(f), total_(std::max<uint64_t>(total, 1)) {}
+  Progress(const std::function<void(uint64_t, uint64_t)>& f, uint64_t total)
+      : f_(f), total_(std::max<uint64_t>(total, 1)) {}
   void add(uint64_t bytes) {
     if (!f_) return;
     std::lock_guard<std::mutex> lock(mu_);
@@ -127,7 +131,7 @@ Json parse_manifest(const io::TensorFile& file, const std::string& text) {
   Json j;
   ::sparsity::detail::StrictJsonError err;
   if (!::sparsity::detail::parse_strict(text.data(), text.data() + text.size(), j, err, /*max_depth=*/8)) {
-    refuse_manifest(file, err.kind == 1 ? "duplicate key " + quote(err.key) + " in the packed weights' list"
+    refuse_manifest(file, err.kind == 1   ? "duplicate key " + quote(err.key) + " in the packed weights' list"
                           : err.kind == 2 ? std::string("the packed weights' list is nested too deep")
                                           : "the packed weights' list is not valid JSON (at byte " +
                                                 std::to_string(err.offset) + ")");
@@ -151,7 +155,8 @@ std::vector<PackedWeight> packed_weights(const io::TensorFile& file) {
   const auto format = j.find("format");
   if (format == j.end() || !format->is_string()) bad("\"format\" must be a string");
   const auto tensors = j.find("tensors");
-  if (tensors == j.end() || !tensors->is_object()) bad("\"tensors\" must be an object of weight name: format");
+  if (tensors == j.end() || !tensors->is_object())
+    bad("\"tensors\" must be an object of weight name: format");
   std::vector<PackedWeight> out;
   out.reserve(tensors->size());
   for (const auto& [name, f] : tensors->items()) {
@@ -172,7 +177,8 @@ std::vector<PackedWeight> packed_weights(const io::TensorFile& file) {
       if (const io::TensorInfo* info = file.find(part_name(name, part))) w.parts.emplace_back(part, info);
     }
     // tensors() is in file order, so entry addresses are too.
-    std::sort(w.parts.begin(), w.parts.end(), [](const auto& a, const auto& b) { return a.second < b.second; });
+    std::sort(w.parts.begin(), w.parts.end(),
+              [](const auto& a, const auto& b) { return a.second < b.second; });
     out.push_back(std::move(w));
   }
   std::stable_sort(out.begin(), out.end(), [](const PackedWeight& a, const PackedWeight& b) {
@@ -259,9 +265,9 @@ PackReport pack_file(const PackOptions& opt) {
     if (masks) {
       if (const io::TensorInfo* mi = masks->find(info.name)) {
         SPARSITY_CHECK_AT(mi->dtype.has_value() && mi->shape == info.shape, InvalidArgument,
-                          (std::vector<std::string>{at_file(opt.masks), at_tensor(info.name)}), "the mask of ",
-                          quote(info.name), " is ", mi->dtype_name, " ", shape_to_string(mi->shape),
-                          ", the weight is ", shape_to_string(info.shape));
+                          (std::vector<std::string>{at_file(opt.masks), at_tensor(info.name)}),
+                          "the mask of ", quote(info.name), " is ", mi->dtype_name, " ",
+                          shape_to_string(mi->shape), ", the weight is ", shape_to_string(info.shape));
       }
     }
     candidates.push_back(i);
@@ -271,7 +277,8 @@ PackReport pack_file(const PackOptions& opt) {
   // is kept packed; a weight found not to shrink holds more for a moment) and, with masks, its mask.
   auto footprint = [&](size_t i) -> uint64_t {
     if (plan[i].report < 0 || report.weights[static_cast<size_t>(plan[i].report)].ignored) return 0;
-    const uint64_t mask = masks && masks->contains(entries[i].name) ? masks->info(entries[i].name).nbytes() : 0;
+    const uint64_t mask =
+        masks && masks->contains(entries[i].name) ? masks->info(entries[i].name).nbytes() : 0;
     return 2 * entries[i].nbytes() + mask;
   };
   uint64_t largest = 1, data = 0, weight_bytes = 0;
@@ -283,7 +290,8 @@ PackReport pack_file(const PackOptions& opt) {
   const uint64_t budget = std::max(largest, data / 10 * 9);
   Progress progress(opt.progress, data + weight_bytes);
 
-  // ---- pass 1: per candidate, keep it dense or choose its layout and parts ----------------------------------
+  // ---- pass 1: per candidate, keep it dense or choose its layout and parts
+  // ----------------------------------
   const int plan_workers = worker_count(opt.threads, candidates.size(), largest, budget);
   run_pool(
       candidates.size(), plan_workers, budget, [&](size_t c) { return footprint(candidates[c]); },
@@ -307,7 +315,8 @@ PackReport pack_file(const PackOptions& opt) {
               plan[i].packed = true;
               plan[i].format = p.format();
               for (const auto& [part, t] : p.parts()) {
-                plan[i].parts.push_back({part_name(info.name, part), io::dtype_to_safetensors(t.dtype()), t.shape()});
+                plan[i].parts.push_back(
+                    {part_name(info.name, part), io::dtype_to_safetensors(t.dtype()), t.shape()});
               }
               r.format = p.format().to_string();
               r.packed_bytes = static_cast<uint64_t>(p.bytes());
@@ -321,7 +330,8 @@ PackReport pack_file(const PackOptions& opt) {
         progress.add(info.nbytes());
       });
 
-  // ---- the output's layout: each packed weight's parts where the weight was ----------------------------------
+  // ---- the output's layout: each packed weight's parts where the weight was
+  // ----------------------------------
   std::vector<io::TensorSpec> specs;
   Json listed = Json::object();
   std::string shared_format;
@@ -386,7 +396,8 @@ UnpackReport unpack_file(const UnpackOptions& opt) {
   check_output(opt.output, {});
   const std::vector<PackedWeight> weights = packed_weights(*file);
 
-  // ---- the dense layout: each weight where its first part was, the other tensors as they are ---------------
+  // ---- the dense layout: each weight where its first part was, the other tensors as they are
+  // ---------------
   std::unordered_map<const io::TensorInfo*, size_t> owner;  // part entry -> weight
   for (size_t w = 0; w < weights.size(); ++w) {
     for (const auto& [part, info] : weights[w].parts) owner.emplace(info, w);
@@ -436,22 +447,23 @@ UnpackReport unpack_file(const UnpackOptions& opt) {
   const uint64_t budget = std::max(largest, dense / 10 * 9);
   Progress progress(opt.progress, total);
   UnpackReport report;
-  run_pool(jobs.size(), worker_count(opt.threads, jobs.size(), largest, budget), budget, cost, [&](size_t j, int) {
-    const Job& job = jobs[j];
-    if (job.weight < 0) {
-      try {
-        writer.copy_from(j, *file, *job.info);
-      } catch (const Error& e) {
-        throw e.at({at_file(opt.packed), at_tensor(job.info->name)});
-      }
-    } else {
-      const PackedWeight& w = weights[static_cast<size_t>(job.weight)];
-      const Tensor dense = read_packed(*file, w).unpack();
-      if (dense.nbytes() != 0) writer.write(j, 0, dense.data_ptr(), dense.nbytes());
-      for (const auto& [part, info] : w.parts) file->release(*info);
-    }
-    progress.add(job.bytes);
-  });
+  run_pool(jobs.size(), worker_count(opt.threads, jobs.size(), largest, budget), budget, cost,
+           [&](size_t j, int) {
+             const Job& job = jobs[j];
+             if (job.weight < 0) {
+               try {
+                 writer.copy_from(j, *file, *job.info);
+               } catch (const Error& e) {
+                 throw e.at({at_file(opt.packed), at_tensor(job.info->name)});
+               }
+             } else {
+               const PackedWeight& w = weights[static_cast<size_t>(job.weight)];
+               const Tensor dense = read_packed(*file, w).unpack();
+               if (dense.nbytes() != 0) writer.write(j, 0, dense.data_ptr(), dense.nbytes());
+               for (const auto& [part, info] : w.parts) file->release(*info);
+             }
+             progress.add(job.bytes);
+           });
   writer.commit();
   report.weights = weights.size();
   report.other_tensors = jobs.size() - weights.size();

@@ -127,7 +127,9 @@ std::function<bool(const std::string&)> name_filter(const std::vector<std::strin
                 "invalid pattern " + quote(items[bad->first].substr(3)) + ": " + bad->second->error(),
                 {at_file(where)});
   }
-  return [matcher](const std::string& name) { return matcher->match(name, module_of(name)) != std::string::npos; };
+  return [matcher](const std::string& name) {
+    return matcher->match(name, module_of(name)) != std::string::npos;
+  };
 }
 
 std::string module_type_of(const io::TensorInfo& info) {

@@ -265,9 +265,9 @@ static int same_tail(const char* a, const char* b, long n) {
   unsigned char ba[256], bb[256];
   FILE* fa = fopen(a, "rb");
   FILE* fb = fopen(b, "rb");
-  int same = fa != NULL && fb != NULL && n <= 256 && fseek(fa, -n, SEEK_END) == 0 && fseek(fb, -n, SEEK_END) == 0 &&
-             fread(ba, 1, (size_t)n, fa) == (size_t)n && fread(bb, 1, (size_t)n, fb) == (size_t)n &&
-             memcmp(ba, bb, (size_t)n) == 0;
+  int same = fa != NULL && fb != NULL && n <= 256 && fseek(fa, -n, SEEK_END) == 0 &&
+             fseek(fb, -n, SEEK_END) == 0 && fread(ba, 1, (size_t)n, fa) == (size_t)n &&
+             fread(bb, 1, (size_t)n, fb) == (size_t)n && memcmp(ba, bb, (size_t)n) == 0;
   if (fa) fclose(fa);
   if (fb) fclose(fb);
   return same;

@@ -510,11 +510,10 @@ TEST(PackedTensor, FromPartsRefusesWhatDoesNotMatchNamingThePart) {
   // only shapes are checked (a fuzzed file once reached a write outside the dense tensor this way).
   for (const PackFormat& f : {PackFormat::csr(), PackFormat::bsr(1, 2)}) {
     const bool bsr = f.layout() == kernels::SparseLayout::bsr;
-    const NamedList<Tensor> no_cols = {
-        {"shape", Tensor::from_values({4, 0}, DType::i64)},
-        {"compressed", bsr ? Tensor::zeros({2, 1, 2}) : Tensor::zeros({2})},
-        {"col_indices", Tensor::from_values({0, 0}, DType::u8)},
-        {"crow_indices", Tensor::from_values({0, 1, 1, 2, 2}, DType::u8)}};
+    const NamedList<Tensor> no_cols = {{"shape", Tensor::from_values({4, 0}, DType::i64)},
+                                       {"compressed", bsr ? Tensor::zeros({2, 1, 2}) : Tensor::zeros({2})},
+                                       {"col_indices", Tensor::from_values({0, 0}, DType::u8)},
+                                       {"crow_indices", Tensor::from_values({0, 1, 1, 2, 2}, DType::u8)}};
     EXPECT_SPARSITY_ERROR(PackedTensor::from_parts(f, no_cols, PackedTensor::Check::shapes), InvalidArgument,
                           "'compressed'", "no columns");
   }

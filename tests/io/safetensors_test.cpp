@@ -111,8 +111,8 @@ TEST(SafetensorsRoundTrip, EveryTensorDtype) {
   const std::string path = temp_dir() + "/all.safetensors";
   NamedList<Tensor> in;
   const std::vector<double> v = {0, 1, -2, 3, 4, -5};
-  for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::bool_, DType::u8, DType::i8, DType::i16,
-                  DType::i32, DType::i64}) {
+  for (DType t : {DType::f32, DType::f64, DType::f16, DType::bf16, DType::bool_, DType::u8, DType::i8,
+                  DType::i16, DType::i32, DType::i64}) {
     std::vector<double> vals = v;
     if (t == DType::u8 || t == DType::bool_) for (auto& x : vals) x = x < 0 ? -x : x;
     in.emplace_back(std::string("t_") + to_string(t), Tensor::from_values(vals, {2, 3}, t));

@@ -50,7 +50,8 @@ Keep nm_keep(int64_t rows, int64_t cols, int64_t n, int64_t m) {
 Keep block_keep(int64_t rows, int64_t cols, int64_t br, int64_t bc) {
   Keep k(static_cast<size_t>(rows * cols), 0);
   for (int64_t r = 0; r < rows; ++r) {
-    for (int64_t c = 0; c < cols; ++c) k[static_cast<size_t>(r * cols + c)] = ((r / br) * 7 + (c / bc) * 5) % 3 == 0;
+    for (int64_t c = 0; c < cols; ++c)
+      k[static_cast<size_t>(r * cols + c)] = ((r / br) * 7 + (c / bc) * 5) % 3 == 0;
   }
   return k;
 }
@@ -87,11 +88,12 @@ int64_t count(const Keep& k) {
 // A model around one weight "fc.weight": tensors before and after it, one of a dtype no Tensor holds.
 std::string write_model(const std::string& dir, const Tensor& weight) {
   const std::string path = dir + "/model.safetensors";
-  std::vector<io::TensorSpec> specs = {{"emb.bias", "F32", {4}},
-                                       {"fc.weight", io::dtype_to_safetensors(weight.dtype()), weight.shape()},
-                                       {"fc.bias", "F32", {weight.size(0)}},
-                                       {"ids", "I64", {3}},
-                                       {"raw", "U16", {5}}};
+  std::vector<io::TensorSpec> specs = {
+      {"emb.bias", "F32", {4}},
+      {"fc.weight", io::dtype_to_safetensors(weight.dtype()), weight.shape()},
+      {"fc.bias", "F32", {weight.size(0)}},
+      {"ids", "I64", {3}},
+      {"raw", "U16", {5}}};
   io::SafetensorsWriter w(path, specs, {{"format", "pt"}, {"note", "kept as is"}});
   const Tensor emb = Tensor::from_values({1, -0.0, 3, 0});
   const Tensor bias = random_tensor({weight.size(0)}, 99);
@@ -107,7 +109,8 @@ std::string write_model(const std::string& dir, const Tensor& weight) {
 }
 
 PackReport pack_with(const std::string& model, const std::string& out, const std::string& format,
-                     const std::vector<std::string>& ignore = {}, const std::string& masks = "", int threads = 0) {
+                     const std::vector<std::string>& ignore = {}, const std::string& masks = "",
+                     int threads = 0) {
   PackOptions o;
   o.model = model;
   o.output = out;
@@ -136,9 +139,9 @@ std::vector<std::string> names_of(const io::TensorFile& f) {
 struct LayoutCase {
   std::string format;
   Keep keep;
-  std::vector<std::string> parts;             // hand-written: the layout's part names
+  std::vector<std::string> parts;                     // hand-written: the layout's part names
   std::vector<std::pair<std::string, Shape>> shapes;  // and their shapes
-  std::vector<std::string> dtypes;            // "" = the weight's dtype
+  std::vector<std::string> dtypes;                    // "" = the weight's dtype
 };
 
 // rows x cols = 16 x 32 in every case.
@@ -146,8 +149,11 @@ std::vector<LayoutCase> layout_cases() {
   const int64_t R = 16, C = 32;
   std::vector<LayoutCase> out;
   auto nm = [&](const std::string& name, int64_t n, int64_t m) {
-    out.push_back({name, nm_keep(R, C, n, m), {"shape", "compressed", "bitmask"},
-                   {{"shape", {2, 1}}, {"compressed", {R, C / m * n}}, {"bitmask", {R, 4}}}, {"I64", "", "U8"}});
+    out.push_back({name,
+                   nm_keep(R, C, n, m),
+                   {"shape", "compressed", "bitmask"},
+                   {{"shape", {2, 1}}, {"compressed", {R, C / m * n}}, {"bitmask", {R, 4}}},
+                   {"I64", "", "U8"}});
   };
   nm("sparse-24-bitmask", 2, 4);
   nm("nm1of4", 1, 4);
@@ -155,19 +161,27 @@ std::vector<LayoutCase> layout_cases() {
   nm("nm3of16", 3, 16);
   const Keep scattered = scattered_keep(R, C);
   const int64_t nnz = count(scattered);
-  out.push_back({"sparse-bitmask", scattered, {"shape", "compressed", "bitmask", "row_offsets"},
+  out.push_back({"sparse-bitmask",
+                 scattered,
+                 {"shape", "compressed", "bitmask", "row_offsets"},
                  {{"shape", {2}}, {"compressed", {nnz}}, {"bitmask", {R, 4}}, {"row_offsets", {R}}},
                  {"I64", "", "U8", "I64"}});
   // nnz < 256 and 32 columns: both index parts fit in U8.
-  out.push_back({"csr", scattered, {"shape", "compressed", "col_indices", "crow_indices"},
+  out.push_back({"csr",
+                 scattered,
+                 {"shape", "compressed", "col_indices", "crow_indices"},
                  {{"shape", {2}}, {"compressed", {nnz}}, {"col_indices", {nnz}}, {"crow_indices", {R + 1}}},
                  {"I64", "", "U8", "U8"}});
   for (auto [br, bc] : std::vector<std::pair<int64_t, int64_t>>{{1, 4}, {2, 2}, {4, 1}, {16, 16}, {1, 16}}) {
     const Keep k = block_keep(R, C, br, bc);
     const int64_t blocks = count(k) / (br * bc);
-    out.push_back({"bsr" + std::to_string(br) + "x" + std::to_string(bc), k,
+    out.push_back({"bsr" + std::to_string(br) + "x" + std::to_string(bc),
+                   k,
                    {"shape", "compressed", "col_indices", "crow_indices"},
-                   {{"shape", {2}}, {"compressed", {blocks, br, bc}}, {"col_indices", {blocks}}, {"crow_indices", {R / br + 1}}},
+                   {{"shape", {2}},
+                    {"compressed", {blocks, br, bc}},
+                    {"col_indices", {blocks}},
+                    {"crow_indices", {R / br + 1}}},
                    {"I64", "", "U8", "U8"}});
   }
   return out;
@@ -199,7 +213,8 @@ TEST(PackFile, EveryLayoutAndFloatDtypeRoundTripsBitForBit) {
       for (size_t k = 0; k < lc.parts.size(); ++k) {
         const auto& info = packed->info("fc." + lc.parts[k]);
         EXPECT_EQ(info.shape, lc.shapes[k].second) << lc.parts[k];
-        EXPECT_EQ(info.dtype_name, lc.dtypes[k].empty() ? io::dtype_to_safetensors(dt) : lc.dtypes[k]) << lc.parts[k];
+        EXPECT_EQ(info.dtype_name, lc.dtypes[k].empty() ? io::dtype_to_safetensors(dt) : lc.dtypes[k])
+            << lc.parts[k];
       }
       auto model_file = io::SafetensorsFile::open(model);
       for (const char* n : {"emb.bias", "fc.bias", "ids", "raw"}) {
@@ -257,9 +272,9 @@ TEST(PackFile, AutoPicksTheSmallestLayoutPerWeight) {
                                      {"d.weight", random_tensor({R, C}, 4)},
                                      {"e.weight", weight_with(e, {R, C}, DType::f32, 5)},
                                      {"skip.weight", weight_with(a, {R, C}, DType::f32, 6)},
-                                     {"v.weight", Tensor::from_values({0, 1, 0, 2})},        // 1-D
-                                     {"i.weight", Tensor::zeros({4, 4}, DType::i32)},        // not float
-                                     {"f64.weight", Tensor::zeros({4, 4}, DType::f64)}};     // not packable
+                                     {"v.weight", Tensor::from_values({0, 1, 0, 2})},     // 1-D
+                                     {"i.weight", Tensor::zeros({4, 4}, DType::i32)},     // not float
+                                     {"f64.weight", Tensor::zeros({4, 4}, DType::f64)}};  // not packable
   io::save_safetensors(model, tensors);
   const PackReport r = pack_with(model, dir + "/p.safetensors", "auto", {"skip"});
   ASSERT_EQ(r.weights.size(), 6u);
@@ -280,12 +295,13 @@ TEST(PackFile, AutoPicksTheSmallestLayoutPerWeight) {
   EXPECT_EQ(r.other_tensors, 3u);
 
   auto packed = io::SafetensorsFile::open(dir + "/p.safetensors");
-  EXPECT_EQ(packed->metadata().at(kPackedMetadataKey),
-            R"({"format":"mixed","tensors":{"a.weight":"sparse-24-bitmask","b.weight":"bsr1x8","c.weight":"csr"}})");
+  EXPECT_EQ(
+      packed->metadata().at(kPackedMetadataKey),
+      R"({"format":"mixed","tensors":{"a.weight":"sparse-24-bitmask","b.weight":"bsr1x8","c.weight":"csr"}})");
   const std::vector<std::string> names = {
-      "a.shape",        "a.compressed",   "a.bitmask",      "b.shape",    "b.compressed", "b.col_indices",
-      "b.crow_indices", "c.shape",        "c.compressed",   "c.col_indices", "c.crow_indices", "d.weight",
-      "e.weight",       "skip.weight",    "v.weight",       "i.weight",   "f64.weight"};
+      "a.shape",        "a.compressed", "a.bitmask",    "b.shape",       "b.compressed",   "b.col_indices",
+      "b.crow_indices", "c.shape",      "c.compressed", "c.col_indices", "c.crow_indices", "d.weight",
+      "e.weight",       "skip.weight",  "v.weight",     "i.weight",      "f64.weight"};
   EXPECT_EQ(names_of(*packed), names);
   EXPECT_EQ(r.output_bytes, packed->file_size());
 
@@ -301,7 +317,7 @@ TEST(PackFile, AutoPicksTheSmallestLayoutPerWeight) {
   EXPECT_EQ(st.tensors[0].shape, (Shape{16, 32}));
   EXPECT_EQ(st.tensors[0].dtype, "F32");
   EXPECT_EQ(st.tensors[0].zeros, 256u + 1u);  // the pruned half and the kept -0.0
-  EXPECT_EQ(st.tensors[1].pattern, "8:32");  // 8 kept of each row's 32 columns
+  EXPECT_EQ(st.tensors[1].pattern, "8:32");   // 8 kept of each row's 32 columns
   EXPECT_EQ(st.tensors[2].zeros, 512u - 51u + 1u);
   EXPECT_EQ(st.tensors[3].format, "");
   EXPECT_EQ(st.tensors[3].bytes, 2048u);
@@ -319,7 +335,8 @@ TEST(PackFile, OutputDoesNotDependOnTheThreadCount) {
     tensors.emplace_back("l" + std::to_string(i) + ".weight",
                          weight_with(i % 3 == 0 ? nm_keep(24, 48, 2, 4) : scattered_keep(24, 48), {24, 48},
                                      i % 2 ? DType::bf16 : DType::f32, static_cast<uint64_t>(i)));
-    tensors.emplace_back("l" + std::to_string(i) + ".bias", random_tensor({24}, 100 + static_cast<uint64_t>(i)));
+    tensors.emplace_back("l" + std::to_string(i) + ".bias",
+                         random_tensor({24}, 100 + static_cast<uint64_t>(i)));
   }
   io::save_safetensors(dir + "/m.safetensors", tensors);
   pack_with(dir + "/m.safetensors", dir + "/one.safetensors", "auto", {}, "", 1);
@@ -347,8 +364,8 @@ TEST(PackFile, MasksDecideWhatIsKept) {
   EXPECT_SPARSITY_ERROR(pack_with(dir + "/m.safetensors", dir + "/p.safetensors", "sparse-24-bitmask"),
                         InvalidArgument, "fc.weight", "row ", "column ");
   EXPECT_FALSE(exists(dir + "/p.safetensors"));
-  const PackReport r =
-      pack_with(dir + "/m.safetensors", dir + "/p.safetensors", "sparse-24-bitmask", {}, dir + "/masks.safetensors");
+  const PackReport r = pack_with(dir + "/m.safetensors", dir + "/p.safetensors", "sparse-24-bitmask", {},
+                                 dir + "/masks.safetensors");
   EXPECT_EQ(r.weights[0].format, "sparse-24-bitmask");
   EXPECT_EQ(r.weights[0].kept, 16u);
   unpack_with(dir + "/p.safetensors", dir + "/u.safetensors");
@@ -364,8 +381,9 @@ TEST(PackFile, MasksDecideWhatIsKept) {
   }
   // A mask of another shape is refused before any work.
   io::save_safetensors(dir + "/bad_masks.safetensors", {{"fc.weight", Tensor::zeros({4, 4}, DType::u8)}});
-  EXPECT_SPARSITY_ERROR(pack_with(dir + "/m.safetensors", dir + "/q.safetensors", "auto", {}, dir + "/bad_masks.safetensors"),
-                        InvalidArgument, "the mask of 'fc.weight' is U8 [4, 4]", "bad_masks.safetensors");
+  EXPECT_SPARSITY_ERROR(
+      pack_with(dir + "/m.safetensors", dir + "/q.safetensors", "auto", {}, dir + "/bad_masks.safetensors"),
+      InvalidArgument, "the mask of 'fc.weight' is U8 [4, 4]", "bad_masks.safetensors");
   EXPECT_FALSE(exists(dir + "/q.safetensors"));
 }
 
@@ -391,7 +409,8 @@ struct Refusals : ::testing::Test {
     } catch (const Error& e) {
       thrown = true;
       EXPECT_EQ(e.code(), code) << e.what();
-      for (const auto& frag : fragments) EXPECT_NE(std::string(e.what()).find(frag), std::string::npos) << e.what();
+      for (const auto& frag : fragments)
+        EXPECT_NE(std::string(e.what()).find(frag), std::string::npos) << e.what();
       EXPECT_EQ(std::string(e.what()).find('\n'), std::string::npos);
     }
     EXPECT_TRUE(thrown);
@@ -405,8 +424,8 @@ TEST_F(Refusals, AWeightTheFormatDoesNotFitIsNamedWithItsRowAndColumn) {
   io::save_safetensors(model, {{"fc.weight", Tensor::from_values({1, 0, 2, 0, 3, 4, 5, 0,  //
                                                                   0, 6, 0, 7, 0, 0, 8, 9},
                                                                  {2, 8})}});
-  expect_refused([&] { pack_with(model, dir + "/out.safetensors", "sparse-24-bitmask"); }, ErrorCode::InvalidArgument,
-                 {"tensor 'fc.weight'", "row 0, column 6", "m.safetensors"});
+  expect_refused([&] { pack_with(model, dir + "/out.safetensors", "sparse-24-bitmask"); },
+                 ErrorCode::InvalidArgument, {"tensor 'fc.weight'", "row 0, column 6", "m.safetensors"});
   expect_refused([&] { pack_with(model, dir + "/out.safetensors", "bsr4x4"); }, ErrorCode::InvalidArgument,
                  {"tensor 'fc.weight'", "row 0, column 0", "partial block row"});
   expect_refused([&] { pack_with(model, dir + "/out.safetensors", "nm2of16"); }, ErrorCode::InvalidArgument,
@@ -434,10 +453,11 @@ TEST_F(Refusals, PartNamesTheFileUsesAlready) {
 TEST_F(Refusals, OutputsInputsAndOptions) {
   expect_refused([&] { pack_with(model, dir, "auto"); }, ErrorCode::InvalidArgument, {"not a regular file"});
   write_bytes(dir + "/masks.safetensors", file_bytes(model));
-  expect_refused([&] { pack_with(model, dir + "/masks.safetensors", "auto", {}, dir + "/masks.safetensors"); },
-                 ErrorCode::InvalidArgument, {"would overwrite the masks file"});
-  expect_refused([&] { pack_with(model, dir + "/out.safetensors", "auto", {"re:("}); }, ErrorCode::InvalidArgument,
-                 {"invalid pattern '('"});
+  expect_refused(
+      [&] { pack_with(model, dir + "/masks.safetensors", "auto", {}, dir + "/masks.safetensors"); },
+      ErrorCode::InvalidArgument, {"would overwrite the masks file"});
+  expect_refused([&] { pack_with(model, dir + "/out.safetensors", "auto", {"re:("}); },
+                 ErrorCode::InvalidArgument, {"invalid pattern '('"});
   expect_refused([&] { pack_with(dir + "/index.json", dir + "/out.safetensors", "auto"); },
                  ErrorCode::InvalidArgument, {"sharded"});
   expect_refused([&] { pack_with(dir + "/missing.safetensors", dir + "/out.safetensors", "auto"); },
@@ -465,7 +485,8 @@ struct RawTensor {
 std::string le(std::initializer_list<int64_t> values, size_t width) {
   std::string s;
   for (int64_t v : values) {
-    for (size_t b = 0; b < width; ++b) s.push_back(static_cast<char>((static_cast<uint64_t>(v) >> (8 * b)) & 0xff));
+    for (size_t b = 0; b < width; ++b)
+      s.push_back(static_cast<char>((static_cast<uint64_t>(v) >> (8 * b)) & 0xff));
   }
   return s;
 }
@@ -517,7 +538,8 @@ TEST(PackedFileErrors, CorruptPartsAndListsAreNamed) {
       } catch (const Error& e) {
         thrown = true;
         EXPECT_EQ(e.code(), code) << e.what();
-        for (const auto& f : fragments) EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
+        for (const auto& f : fragments)
+          EXPECT_NE(std::string(e.what()).find(f), std::string::npos) << e.what();
       }
       EXPECT_TRUE(thrown) << (reader ? "inspect" : "unpack") << " " << manifest;
     }
@@ -533,8 +555,8 @@ TEST(PackedFileErrors, CorruptPartsAndListsAreNamed) {
              {"tensor 'fc.weight'", "part 'bitmask'", "row 1"});
   expect_bad(with(0, {"fc.shape", "F32", {2}, f32s({2, 4})}), mf, ErrorCode::InvalidArgument,
              {"tensor 'fc.weight'", "part 'shape'", "dtype f32"});
-  expect_bad(with(1, {"fc.compressed", "F32", {2, 3}, f32s({1, 2, 3, 4, 5, 6})}), mf, ErrorCode::InvalidArgument,
-             {"tensor 'fc.weight'", "part 'compressed'", "[2, 3]"});
+  expect_bad(with(1, {"fc.compressed", "F32", {2, 3}, f32s({1, 2, 3, 4, 5, 6})}), mf,
+             ErrorCode::InvalidArgument, {"tensor 'fc.weight'", "part 'compressed'", "[2, 3]"});
   expect_bad(with(2, {"fc.bitmask", "U16", {2, 1}, le({5, 10}, 2)}), mf, ErrorCode::InvalidArgument,
              {"tensor 'fc.weight'", "part 'bitmask'", "U16"});
   expect_bad(with(2, {"fc.row_offsets", "I64", {2}, le({0, 2}, 8)}), mf, ErrorCode::InvalidArgument,
@@ -557,7 +579,8 @@ TEST(PackedFileErrors, CorruptPartsAndListsAreNamed) {
   const std::string where = "key __metadata__.sparsity.packed";
   expect_bad(good(), "{\"format\":", ErrorCode::InvalidArgument, {"not valid JSON", where});
   expect_bad(good(), "[]", ErrorCode::InvalidArgument, {"not a JSON object", where});
-  expect_bad(good(), R"({"format":"csr","tensors":[]})", ErrorCode::InvalidArgument, {"\"tensors\" must be", where});
+  expect_bad(good(), R"({"format":"csr","tensors":[]})", ErrorCode::InvalidArgument,
+             {"\"tensors\" must be", where});
   expect_bad(good(), R"({"tensors":{}})", ErrorCode::InvalidArgument, {"\"format\" must be a string", where});
   expect_bad(good(), R"({"format":"x","tensors":{},"extra":1})", ErrorCode::InvalidArgument,
              {"unknown key 'extra'", where});
@@ -567,8 +590,8 @@ TEST(PackedFileErrors, CorruptPartsAndListsAreNamed) {
              {"'auto' is not a layout", where});
   expect_bad(good(), R"({"format":"x","tensors":{"fc":"csr"}})", ErrorCode::InvalidArgument,
              {"'fc' does not end in '.weight'", where});
-  expect_bad(good(), R"({"format":"x","tensors":{"fc.weight":"csr","fc.weight":"csr"}})", ErrorCode::InvalidArgument,
-             {"duplicate key 'fc.weight'", where});
+  expect_bad(good(), R"({"format":"x","tensors":{"fc.weight":"csr","fc.weight":"csr"}})",
+             ErrorCode::InvalidArgument, {"duplicate key 'fc.weight'", where});
   {
     auto twice = good();
     twice.push_back({"fc.weight", "F32", {1}, f32s({1})});

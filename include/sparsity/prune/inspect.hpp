@@ -53,9 +53,9 @@ struct CheckpointStats {
   std::vector<TensorStats> tensors;  ///< checkpoint order
   uint64_t numel = 0;                ///< over the inspected tensors
   uint64_t zeros = 0;
-  uint64_t packed = 0;       ///< packed weights among `tensors`
-  uint64_t bytes = 0;        ///< sum of TensorStats::bytes
-  uint64_t dense_bytes = 0;  ///< sum of TensorStats::dense_bytes
+  uint64_t packed = 0;              ///< packed weights among `tensors`
+  uint64_t bytes = 0;               ///< sum of TensorStats::bytes
+  uint64_t dense_bytes = 0;         ///< sum of TensorStats::dense_bytes
   std::optional<StateStats> state;  ///< set when the file is a sparsifier state
 };
 

@@ -39,12 +39,12 @@ struct PackOptions {
 /// dense and why.
 struct PackedWeightReport {
   std::string name;
-  std::string dtype;    ///< the file's dtype name ("BF16")
-  Shape shape;          ///< dense shape
-  std::string format;   ///< the layout it was packed in; empty when left dense
-  std::string reason;   ///< why it was left dense; empty when packed
-  bool ignored = false; ///< named by `ignore`: neither read nor packed
-  uint64_t kept = 0;    ///< elements kept (stored unless padding), out of rows x cols; 0 when ignored
+  std::string dtype;     ///< the file's dtype name ("BF16")
+  Shape shape;           ///< dense shape
+  std::string format;    ///< the layout it was packed in; empty when left dense
+  std::string reason;    ///< why it was left dense; empty when packed
+  bool ignored = false;  ///< named by `ignore`: neither read nor packed
+  uint64_t kept = 0;     ///< elements kept (stored unless padding), out of rows x cols; 0 when ignored
   uint64_t dense_bytes = 0;
   uint64_t packed_bytes = 0;  ///< bytes of its parts (dense_bytes when left dense)
 };
