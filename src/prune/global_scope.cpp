@@ -37,10 +37,11 @@ std::vector<int64_t> global_shares(const std::vector<Target>& targets, const Pru
   SPARSITY_CHECK(config.steps == 1, Internal, "a global ranking over ", config.steps, " steps");
   kernels::set_num_threads(threads);
   const Tensor none;
-  // A target's pages are mapped in one call before its pass and dropped from the resident set after.
-  auto visit = [&](size_t i, auto&& work) {
+  // A target's pages are dropped from the resident set after each visit; a visit that reads all of them
+  // maps them in one call first (a sample reads a few runs of blocks: those fault in by themselves).
+  auto visit = [&](size_t i, bool reads_all, auto&& work) {
     const Target& t = targets[i];
-    t.source->file->prefetch(*t.source->info);
+    if (reads_all) t.source->file->prefetch(*t.source->info);
     try {
       TensorLifecycle lc = prepare_tensor(t, config, resumed.empty() ? nullptr : &resumed[i], none, scratch);
       work(weight_norm(lc));
@@ -57,7 +58,7 @@ std::vector<int64_t> global_shares(const std::vector<Target>& targets, const Pru
   double level = 0;
   uint64_t all = 0;
   for (size_t i = 0; i < targets.size(); ++i) {
-    visit(i, [&](WeightNormSparsifier& wn) {
+    visit(i, /*reads_all=*/false, [&](WeightNormSparsifier& wn) {
       const double l = wn.groups().at(0).config.value("sparsity_level", 0.0);
       if (i == 0) level = l;
       SPARSITY_CHECK_AT(l == level, InvalidArgument,
@@ -75,7 +76,7 @@ std::vector<int64_t> global_shares(const std::vector<Target>& targets, const Pru
     for (size_t i = 0; i < targets.size(); ++i) ranking.sample(i, samples[i].data(), samples[i].size());
     do {
       for (size_t i = 0; i < targets.size(); ++i) {
-        visit(i, [&](WeightNormSparsifier& wn) { wn.add_block_scores(ranking, i); });
+        visit(i, /*reads_all=*/true, [&](WeightNormSparsifier& wn) { wn.add_block_scores(ranking, i); });
       }
     } while (!ranking.finish());
   }
