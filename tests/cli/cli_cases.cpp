@@ -43,15 +43,8 @@ struct RunOptions {
   std::vector<std::pair<std::string, std::string>> env;
 };
 
-std::string read_file(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void write_file(const std::string& path, const std::string& text) {
-  std::ofstream f(path, std::ios::binary);
-  f << text;
-}
+using sparsity::testing::file_bytes;
+using sparsity::testing::write_bytes;
 
 std::string fresh_dir() { return sparsity::testing::fresh_temp_dir("sparsity_cli_"); }
 
@@ -106,8 +99,8 @@ CliRun run(const std::vector<std::string>& args, const RunOptions& options) {
   r.peak_rss_kb = usage.ru_maxrss;
   r.signaled = WIFSIGNALED(st);
   r.status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-  r.out = read_file(out_path);
-  r.err = read_file(err_path);
+  r.out = file_bytes(out_path);
+  r.err = file_bytes(err_path);
   ::unlink(out_path.c_str());
   ::unlink(err_path.c_str());
   return r;
@@ -160,28 +153,28 @@ struct Fixture {
     io::save_safetensors(model, {{"proj.weight", Tensor::from_values(kValues, {2, 4}, DType::f32)},
                                  {"proj.bias", Tensor::from_values({1, 2}, DType::f32)},
                                  {"ids", Tensor::from_values({1, 2, 3}, DType::i64)}});
-    write_file(config, unstructured_config({"proj.weight"}));
+    write_bytes(config, unstructured_config({"proj.weight"}));
   }
   // Runs prune with `config_text` (or the valid config) on `model_path` (or the valid model) and checks
   // the error contract: status, one line naming `fragment`, no new file, inputs unchanged.
   void expect_error(int status, const std::string& fragment, std::vector<std::string> args) {
     const auto before = list_dir(dir);
-    const std::string model_bytes = read_file(model);
+    const std::string model_bytes = file_bytes(model);
     const CliRun r = run(args);
     expect_one_error_line(r, status, fragment);
     EXPECT_EQ(list_dir(dir), before);
-    EXPECT_EQ(read_file(model), model_bytes);
+    EXPECT_EQ(file_bytes(model), model_bytes);
   }
   void expect_config_error(const std::string& config_text, const std::string& fragment) {
     const std::string path = dir + "/bad_config.json";
-    write_file(path, config_text);
+    write_bytes(path, config_text);
     expect_error(1, fragment, {"prune", model, "--config", path, "--output", dir + "/out.safetensors", "--masks",
                                dir + "/masks.safetensors", "--state", dir + "/state.safetensors"});
     ::unlink(path.c_str());
   }
   void expect_model_error(const std::string& bytes, const std::string& fragment) {
     const std::string path = dir + "/bad.safetensors";
-    write_file(path, bytes);
+    write_bytes(path, bytes);
     expect_error(1, fragment, {"prune", path, "--config", config, "--output", dir + "/out.safetensors"});
     ::unlink(path.c_str());
   }
@@ -237,7 +230,7 @@ TEST(Cli, PruneHandDerivedMaskInEveryFloatDtypeAndPassThroughOthers) {
     }
     w.commit();
   }
-  write_file(dir + "/c.json", unstructured_config(pruned));
+  write_bytes(dir + "/c.json", unstructured_config(pruned));
   const CliRun r = run({"prune", model, "--config", dir + "/c.json", "--output", dir + "/out.safetensors", "--masks",
                      dir + "/masks.safetensors", "--quiet"});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -285,7 +278,7 @@ TEST(Cli, AutoConfigPrunesTwoDimensionalFloatWeightsOnly) {
                         {"norm.weight", Tensor::from_values({1, 2, 3}, DType::f32)},
                         {"q.weight", Tensor::from_values(kValues, {2, 4}, DType::i8)},
                         {"weight", Tensor::from_values(kValues, {2, 4}, DType::f32)}});
-  write_file(dir + "/c.json", R"({"sparsifier": "WeightNormSparsifier", "config": null,
+  write_bytes(dir + "/c.json", R"({"sparsifier": "WeightNormSparsifier", "config": null,
       "defaults": {"sparsity_level": 0.5, "sparse_block_shape": [1, 1]}})");
   const CliRun r = run({"prune", dir + "/m.safetensors", "--config", dir + "/c.json", "--output", dir + "/o.safetensors",
                      "--masks", dir + "/k.safetensors"});
@@ -307,8 +300,8 @@ TEST(Cli, ShardedCheckpointMatchesSingleFile) {
   io::save_safetensors(dir + "/model-00002-of-00002.safetensors", {{"l1.weight", w1}}, {{"format", "pt"}});
   const std::string index = R"({"metadata": {"total_size": 1056}, "weight_map": {"l0.weight": "model-00001-of-00002.safetensors",
     "l0.bias": "model-00001-of-00002.safetensors", "l1.weight": "model-00002-of-00002.safetensors"}})";
-  write_file(dir + "/model.safetensors.index.json", index);
-  write_file(dir + "/c.json", R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparsity_level": 0.5, "sparse_block_shape": [1, 4]}})");
+  write_bytes(dir + "/model.safetensors.index.json", index);
+  write_bytes(dir + "/c.json", R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparsity_level": 0.5, "sparse_block_shape": [1, 4]}})");
   ::mkdir((dir + "/out").c_str(), 0755);
   CliRun a = run({"prune", dir + "/model.safetensors.index.json", "--config", dir + "/c.json", "--output",
                dir + "/out/model.safetensors.index.json", "--masks", dir + "/sharded_masks.safetensors"});
@@ -318,7 +311,7 @@ TEST(Cli, ShardedCheckpointMatchesSingleFile) {
   ASSERT_EQ(b.status, 0) << b.err;
   EXPECT_EQ(list_dir(dir + "/out"), (std::set<std::string>{"model.safetensors.index.json", "model-00001-of-00002.safetensors",
                                                             "model-00002-of-00002.safetensors"}));
-  EXPECT_EQ(read_file(dir + "/out/model.safetensors.index.json"), index);
+  EXPECT_EQ(file_bytes(dir + "/out/model.safetensors.index.json"), index);
   auto single = io::load_safetensors(dir + "/single_out.safetensors");
   std::map<std::string, Tensor> sharded;
   for (const char* s : {"/out/model-00001-of-00002.safetensors", "/out/model-00002-of-00002.safetensors"}) {
@@ -328,7 +321,7 @@ TEST(Cli, ShardedCheckpointMatchesSingleFile) {
   }
   ASSERT_EQ(sharded.size(), single.size());
   for (auto& [n, t] : single) EXPECT_TRUE(sparsity::bitwise_equal(t, sharded.at(n))) << n;
-  EXPECT_EQ(read_file(dir + "/sharded_masks.safetensors"), read_file(dir + "/single_masks.safetensors"));
+  EXPECT_EQ(file_bytes(dir + "/sharded_masks.safetensors"), file_bytes(dir + "/single_masks.safetensors"));
   // Half of each weight is pruned.
   EXPECT_EQ(sparsity::count_nonzero(sharded.at("l0.weight")), 64);
 
@@ -347,7 +340,7 @@ TEST(Cli, ResumeTwoPlusOneStepsEqualsThreeSteps) {
               {"scheduler", {{"type", "CubicSL"}, {"init_sl", 0.1}, {"delta_t", 1}, {"total_t", 3}}},
               {"steps", steps}};
     const std::string p = dir + "/c" + std::to_string(steps) + ".json";
-    write_file(p, c.dump());
+    write_bytes(p, c.dump());
     return p;
   };
   const std::string m = dir + "/m.safetensors";
@@ -360,11 +353,11 @@ TEST(Cli, ResumeTwoPlusOneStepsEqualsThreeSteps) {
   CliRun one = run({"prune", m, "--config", config(1), "--output", dir + "/o21.safetensors", "--masks", dir + "/k21.safetensors",
                  "--resume", dir + "/s2.safetensors", "--state", dir + "/s21.safetensors"});
   ASSERT_EQ(one.status, 0) << one.err;
-  EXPECT_EQ(read_file(dir + "/k21.safetensors"), read_file(dir + "/k3.safetensors"));
-  EXPECT_EQ(read_file(dir + "/o21.safetensors"), read_file(dir + "/o3.safetensors"));
-  EXPECT_EQ(read_file(dir + "/s21.safetensors"), read_file(dir + "/s3.safetensors"));
+  EXPECT_EQ(file_bytes(dir + "/k21.safetensors"), file_bytes(dir + "/k3.safetensors"));
+  EXPECT_EQ(file_bytes(dir + "/o21.safetensors"), file_bytes(dir + "/o3.safetensors"));
+  EXPECT_EQ(file_bytes(dir + "/s21.safetensors"), file_bytes(dir + "/s3.safetensors"));
   // The ramp really moved between step 2 and 3: the masks differ.
-  EXPECT_NE(read_file(dir + "/k2.safetensors"), read_file(dir + "/k3.safetensors"));
+  EXPECT_NE(file_bytes(dir + "/k2.safetensors"), file_bytes(dir + "/k3.safetensors"));
   // The state records the steps done and the scheduler.
   auto s = io::SafetensorsFile::open(dir + "/s21.safetensors");
   EXPECT_EQ(s->metadata().at("steps"), "3");
@@ -373,7 +366,7 @@ TEST(Cli, ResumeTwoPlusOneStepsEqualsThreeSteps) {
 }
 
 uint64_t checksum(const std::string& path) {
-  const std::string b = read_file(path);
+  const std::string b = file_bytes(path);
   uint64_t h = 1469598103934665603ull;
   for (unsigned char c : b) h = (h ^ c) * 1099511628211ull;
   return h ^ b.size();
@@ -383,9 +376,9 @@ TEST(Cli, KilledRunLeavesNoOutputAndKeepsTheModel) {
   const std::string dir = fresh_dir();
   const std::string model = dir + "/model.safetensors";
   ASSERT_EQ(run({"make-model", model, "--layers", "4", "--dim", "2048"}).status, 0);
-  write_file(dir + "/c.json", R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparsity_level": 0.5}, "steps": 2})");
+  write_bytes(dir + "/c.json", R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparsity_level": 0.5}, "steps": 2})");
   const uint64_t sum = checksum(model);
-  const std::string original = read_file(model);
+  const std::string original = file_bytes(model);
   const std::set<std::string> before = list_dir(dir);
   const std::set<std::string> complete = {"c.json", "model.safetensors", "out.safetensors", "masks.safetensors",
                                           "state.safetensors"};
@@ -411,7 +404,7 @@ TEST(Cli, KilledRunLeavesNoOutputAndKeepsTheModel) {
       ::unlink((dir + "/out.safetensors").c_str());
       ::unlink((dir + "/masks.safetensors").c_str());
       ::unlink((dir + "/state.safetensors").c_str());
-      write_file(model, original);
+      write_bytes(model, original);
       continue;
     }
     ++killed;
@@ -492,7 +485,7 @@ TEST(Cli, DemoWritesAPrunedModel) {
   CliRun p = run({"prune", dir + "/dense.safetensors", "--config", dir + "/config.json", "--output", dir + "/again.safetensors",
                "--quiet"});
   ASSERT_EQ(p.status, 0) << p.err;
-  EXPECT_EQ(read_file(dir + "/again.safetensors"), read_file(dir + "/pruned.safetensors"));
+  EXPECT_EQ(file_bytes(dir + "/again.safetensors"), file_bytes(dir + "/pruned.safetensors"));
 }
 
 // ---- bad input: exit 1, one line, no output, input untouched -------------------------------------------
@@ -548,11 +541,11 @@ TEST(CliErrors, ModelMissingOrNotAFile) {
 }
 TEST(CliErrors, ShardedIndexProblems) {
   Fixture f;
-  write_file(f.dir + "/i.json", R"({"weight_map": {"proj.weight": "missing.safetensors"}})");
+  write_bytes(f.dir + "/i.json", R"({"weight_map": {"proj.weight": "missing.safetensors"}})");
   f.expect_error(1, "missing.safetensors", {"prune", f.dir + "/i.json", "--config", f.config, "--output", f.dir + "/o.json"});
-  write_file(f.dir + "/i.json", R"({"weight_map": {"proj.weight": "../model.safetensors"}})");
+  write_bytes(f.dir + "/i.json", R"({"weight_map": {"proj.weight": "../model.safetensors"}})");
   f.expect_error(1, "plain file name", {"prune", f.dir + "/i.json", "--config", f.config, "--output", f.dir + "/o.json"});
-  write_file(f.dir + "/i.json", R"({"weight_map": {"proj.weight": "model.safetensors"}})");
+  write_bytes(f.dir + "/i.json", R"({"weight_map": {"proj.weight": "model.safetensors"}})");
   f.expect_error(1, "not mapped to this shard", {"prune", f.dir + "/i.json", "--config", f.config, "--output", f.dir + "/o.json"});
   ::unlink((f.dir + "/i.json").c_str());
 }
@@ -623,7 +616,7 @@ TEST(CliErrors, ResumeProblems) {
                  {"prune", f.model, "--config", f.config, "--output", f.dir + "/o.safetensors", "--resume", f.model});
   // A state written for another sparsifier.
   const std::string nd = f.dir + "/nd.json";
-  write_file(nd, R"({"sparsifier": "NearlyDiagonalSparsifier", "defaults": {"nearliness": 1}, "config": [{"tensor_fqn": "proj.weight"}]})");
+  write_bytes(nd, R"({"sparsifier": "NearlyDiagonalSparsifier", "defaults": {"nearliness": 1}, "config": [{"tensor_fqn": "proj.weight"}]})");
   ASSERT_EQ(run({"prune", f.model, "--config", nd, "--output", f.dir + "/o.safetensors", "--state", f.dir + "/s.safetensors"}).status, 0);
   ::unlink((f.dir + "/o.safetensors").c_str());
   f.expect_error(1, "NearlyDiagonalSparsifier",
@@ -682,23 +675,23 @@ TEST(CliHostile, ShardedOutputOverTheInputShardsIsRefused) {
   const std::string dir = fresh_dir();
   io::save_safetensors(dir + "/model-00001-of-00002.safetensors", {{"l0.weight", wave(4, 8, 0)}});
   io::save_safetensors(dir + "/model-00002-of-00002.safetensors", {{"l1.weight", wave(4, 8, 1)}});
-  write_file(
+  write_bytes(
       dir + "/model.safetensors.index.json",
       R"({"metadata": {}, "weight_map": {"l0.weight": "model-00001-of-00002.safetensors", "l1.weight": "model-00002-of-00002.safetensors"}})");
-  write_file(dir + "/c.json",
+  write_bytes(dir + "/c.json",
              R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparsity_level": 0.5}})");
-  const std::string s1 = read_file(dir + "/model-00001-of-00002.safetensors");
+  const std::string s1 = file_bytes(dir + "/model-00001-of-00002.safetensors");
   const auto before = list_dir(dir);
   const CliRun r = run({"prune", dir + "/model.safetensors.index.json", "--config", dir + "/c.json",
                         "--output", dir + "/pruned.index.json"});
   expect_one_error_line(r, 1, "would overwrite the model's file");
   EXPECT_EQ(list_dir(dir), before);
-  EXPECT_EQ(read_file(dir + "/model-00001-of-00002.safetensors"), s1);
+  EXPECT_EQ(file_bytes(dir + "/model-00001-of-00002.safetensors"), s1);
   // The model's own index as OUT replaces the model, shards included.
   const CliRun in_place = run({"prune", dir + "/model.safetensors.index.json", "--config", dir + "/c.json",
                                "--output", dir + "/model.safetensors.index.json", "--quiet"});
   ASSERT_EQ(in_place.status, 0) << in_place.err;
-  EXPECT_NE(read_file(dir + "/model-00001-of-00002.safetensors"), s1);
+  EXPECT_NE(file_bytes(dir + "/model-00001-of-00002.safetensors"), s1);
   EXPECT_EQ(list_dir(dir), before);
 }
 
@@ -723,12 +716,12 @@ TEST(CliHostile, ControlBytesAndHugeNamesStayOnePrintableLine) {
   Json c = {{"sparsifier", "WeightNormSparsifier"},
             {"defaults", {{"sparsity_level", 0.5}, {"sparse_block_shape", {1, 4}}}},
             {"config", Json::array({{{"tensor_fqn", esc_name}, {"zeros_per_block", 9}}})}};
-  write_file(cfg, c.dump());
+  write_bytes(cfg, c.dump());
   f.expect_error(1, "fc\\x1b[2J.weight",
                  {"prune", bad_model, "--config", cfg, "--output", f.dir + "/o.safetensors"});
   // The summary of a good run escapes the name too.
   c["config"][0].erase("zeros_per_block");
-  write_file(cfg, c.dump());
+  write_bytes(cfg, c.dump());
   const CliRun ok = run({"prune", bad_model, "--config", cfg, "--output", f.dir + "/o.safetensors"});
   ASSERT_EQ(ok.status, 0) << ok.err;
   EXPECT_EQ(ok.out.find('\x1b'), std::string::npos) << ok.out;
@@ -742,7 +735,7 @@ TEST(CliHostile, ControlBytesAndHugeNamesStayOnePrintableLine) {
   for (const std::string& name : {nul_name, huge_name}) {
     Json cfg_json = {{"sparsifier", "WeightNormSparsifier"},
                      {"config", Json::array({{{"tensor_fqn", name}}})}};
-    write_file(cfg, cfg_json.dump());
+    write_bytes(cfg, cfg_json.dump());
     const CliRun r = run({"prune", f.model, "--config", cfg, "--output", f.dir + "/o.safetensors"});
     expect_one_error_line(r, 1, "is not a tensor of");
     EXPECT_LT(r.err.size(), 5000u);
@@ -774,7 +767,7 @@ TEST(CliHostile, InterruptedRunWithNamedTemporariesLeavesNoDebris) {
   const std::string dir = fresh_dir();
   const std::string model = dir + "/model.safetensors";
   ASSERT_EQ(run({"make-model", model, "--layers", "4", "--dim", "2048"}).status, 0);
-  write_file(dir + "/c.json",
+  write_bytes(dir + "/c.json",
              R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparsity_level": 0.5}, "steps": 3})");
   const std::set<std::string> before = list_dir(dir);
   const std::vector<std::string> args = {"prune",     model,
@@ -824,7 +817,7 @@ TEST(CliHostile, PeakMemoryStaysBelowTheModelSizeAtAnyThreadCount) {
   const std::string dir = fresh_dir();
   const std::string model = dir + "/model.safetensors";
   ASSERT_EQ(run({"make-model", model, "--layers", "6", "--dim", "2048"}).status, 0);  // 100 MB
-  write_file(dir + "/c.json",
+  write_bytes(dir + "/c.json",
              R"({"sparsifier": "WeightNormSparsifier", "defaults": {"sparsity_level": 0.5}})");
   struct stat st {};
   ASSERT_EQ(::stat(model.c_str(), &st), 0);
@@ -862,12 +855,12 @@ TEST(CliHostile, HeaderWithAMillionTensorsOpensInLinearTime) {
     const float v = static_cast<float>(i + 1);
     data.append(reinterpret_cast<const char*>(&v), sizeof v);
   }
-  write_file(dir + "/big.safetensors", raw_model(header, data));
+  write_bytes(dir + "/big.safetensors", raw_model(header, data));
   const CliRun r = run({"inspect", dir + "/big.safetensors"});
   ASSERT_EQ(r.status, 0) << r.err;
   EXPECT_NE(r.out.find("total: 1000001 tensors"), std::string::npos) << r.out;
   // The prune engine's module tree and job list are linear too (a million tensors copied, one pruned).
-  write_file(dir + "/auto.json", R"({"sparsifier": "WeightNormSparsifier"})");
+  write_bytes(dir + "/auto.json", R"({"sparsifier": "WeightNormSparsifier"})");
   const CliRun p = run({"prune", dir + "/big.safetensors", "--config", dir + "/auto.json", "--output",
                         dir + "/copy.safetensors", "--quiet", "--no-sync"});
   ASSERT_EQ(p.status, 0) << p.err;
@@ -875,7 +868,7 @@ TEST(CliHostile, HeaderWithAMillionTensorsOpensInLinearTime) {
     // The output keeps the input's header and layout: everything but the last 128 bytes (a.weight) is the
     // input's, byte for byte (read as bytes: a million Tensors in this process would inflate the peak RSS
     // that later tests measure of the children it forks).
-    const std::string in = read_file(dir + "/big.safetensors"), out = read_file(dir + "/copy.safetensors");
+    const std::string in = file_bytes(dir + "/big.safetensors"), out = file_bytes(dir + "/copy.safetensors");
     ASSERT_EQ(out.size(), in.size());
     EXPECT_EQ(out.compare(0, out.size() - 128, in, 0, in.size() - 128), 0);
     float a[32];
@@ -886,7 +879,7 @@ TEST(CliHostile, HeaderWithAMillionTensorsOpensInLinearTime) {
   std::string cfg = "{\"sparsifier\": \"WeightNormSparsifier\"";
   for (int i = 0; i < n; ++i) cfg += ",\"k" + std::to_string(i) + "\":0";
   cfg += "}";
-  write_file(dir + "/c.json", cfg);
+  write_bytes(dir + "/c.json", cfg);
   io::save_safetensors(dir + "/m.safetensors", {{"a.weight", wave(4, 8, 0)}});
   const CliRun c =
       run({"prune", dir + "/m.safetensors", "--config", dir + "/c.json", "--output", dir + "/o.safetensors"});
@@ -901,7 +894,7 @@ struct WandaCase {
   std::string model = dir + "/m.safetensors", config = dir + "/c.json", norms = dir + "/n.safetensors";
   WandaCase() {
     io::save_safetensors(model, {{"fc.weight", Tensor::from_values({1, 2, 3, 4, 4, 3, 2, 1}, {2, 4}, DType::f32)}});
-    write_file(config, R"({"sparsifier": "WandaSparsifier", "defaults": {"sparsity_level": 0.5}})");
+    write_bytes(config, R"({"sparsifier": "WandaSparsifier", "defaults": {"sparsity_level": 0.5}})");
   }
   void write_norms(const Tensor& t, const std::string& name = "fc.weight") {
     io::save_safetensors(norms, {{name, t}, {"other.weight", Tensor::from_values({1, 2}, DType::f32)}});
@@ -940,7 +933,7 @@ TEST(CliWanda, MissingOrMisshapenNormsAreNamed) {
   expect_one_error_line(run(with({"--activations", w.norms})), 1, "fc.weight");
   EXPECT_NE(::access((w.dir + "/o.safetensors").c_str(), F_OK), 0);
   // Norms are WandaSparsifier's only.
-  write_file(w.config, R"({"sparsifier": "WeightNormSparsifier"})");
+  write_bytes(w.config, R"({"sparsifier": "WeightNormSparsifier"})");
   expect_one_error_line(run(with({"--activations", w.norms})), 1, "read by WandaSparsifier only");
 }
 
@@ -980,7 +973,7 @@ TEST(CliSelection, AMissedTargetIsAWarningAndNothingSelectedIsAnError) {
   io::save_safetensors(model, {{"head.weight", wave(200, 2, 0)}, {"body.weight", wave(8, 8, 1)}});
   const std::string cfg = f.dir + "/c.json";
   // Named explicitly, a 200x2 head under 2:4 keeps torch's semantics: whole rows fall, and a warning says so.
-  write_file(cfg, R"({"sparsifier": "WeightNormSparsifier", "targets": ["head"],
+  write_bytes(cfg, R"({"sparsifier": "WeightNormSparsifier", "targets": ["head"],
                       "defaults": {"sparsity_level": 1.0, "sparse_block_shape": [1, 4], "zeros_per_block": 2}})");
   const CliRun r = run({"prune", model, "--config", cfg, "--output", f.dir + "/o.safetensors", "--quiet"});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -990,7 +983,7 @@ TEST(CliSelection, AMissedTargetIsAWarningAndNothingSelectedIsAnError) {
       std::string::npos)
       << r.err;
   // Auto-config leaves it out (its width 2 is not a multiple of 4) and says so.
-  write_file(cfg, R"({"sparsifier": "WeightNormSparsifier",
+  write_bytes(cfg, R"({"sparsifier": "WeightNormSparsifier",
                       "defaults": {"sparsity_level": 1.0, "sparse_block_shape": [1, 4], "zeros_per_block": 2}})");
   const CliRun a = run({"prune", model, "--config", cfg, "--output", f.dir + "/o.safetensors"});
   ASSERT_EQ(a.status, 0) << a.err;
@@ -999,7 +992,7 @@ TEST(CliSelection, AMissedTargetIsAWarningAndNothingSelectedIsAnError) {
             std::string::npos)
       << a.out;
   ::unlink((f.dir + "/o.safetensors").c_str());
-  write_file(cfg, R"({"sparsifier": "WeightNormSparsifier", "config": []})");
+  write_bytes(cfg, R"({"sparsifier": "WeightNormSparsifier", "config": []})");
   f.expect_error(1, "the configuration selects no tensor to prune",
                  {"prune", model, "--config", cfg, "--output", f.dir + "/o.safetensors"});
 }
@@ -1023,7 +1016,7 @@ TEST(CliInspect, ColumnNMAndStateFiles) {
   const Json doc = Json::parse(t.out);
   EXPECT_EQ(doc["tensors"][0]["pattern"], "2:4 along columns");
   // A state file is read as masks and groups, not as packed bytes.
-  write_file(dir + "/c.json", unstructured_config({"proj.weight"}));
+  write_bytes(dir + "/c.json", unstructured_config({"proj.weight"}));
   ASSERT_EQ(run({"prune", dir + "/m.safetensors", "--config", dir + "/c.json", "--output",
                  dir + "/o.safetensors", "--state", dir + "/s.safetensors", "--quiet"})
                 .status,
@@ -1079,7 +1072,7 @@ TEST(CliPack, HandDerivedSparseBitmaskFileByteByByte) {
   const std::string model = hand_model(
       "0000c03f 00000000 00000000 000000c0 00000000 00000000 00000000 0000803e"
       "00000000 00000000 00000000 00000000 00008040 00000000 00000080 00000000");
-  write_file(dir + "/m.safetensors", model);
+  write_bytes(dir + "/m.safetensors", model);
   const CliRun r =
       run({"pack", dir + "/m.safetensors", "--output", dir + "/p.safetensors", "--format", "sparse-bitmask"});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -1100,11 +1093,11 @@ TEST(CliPack, HandDerivedSparseBitmaskFileByteByByte) {
           "89 50"                                         // bitmask
           "0000000000000000 0300000000000000"             // row_offsets
           "0000003f 000080bf"));                          // fc.bias
-  EXPECT_EQ(read_file(dir + "/p.safetensors"), expected);
+  EXPECT_EQ(file_bytes(dir + "/p.safetensors"), expected);
   const CliRun u = run({"unpack", dir + "/p.safetensors", "--output", dir + "/u.safetensors", "--quiet"});
   ASSERT_EQ(u.status, 0) << u.err;
   EXPECT_TRUE(u.out.empty());
-  EXPECT_EQ(read_file(dir + "/u.safetensors"), model);
+  EXPECT_EQ(file_bytes(dir + "/u.safetensors"), model);
 }
 
 TEST(CliPack, HandDerivedSparse24BitmaskFileByteByByte) {
@@ -1115,7 +1108,7 @@ TEST(CliPack, HandDerivedSparse24BitmaskFileByteByByte) {
   const std::string model = hand_model(
       "00000000 0000803f 00000000 00000040 00004040 00000000 00000000 00000000"
       "00000080 00000000 0000a040 00000000 00000000 0000c040 00000000 0000e0c0");
-  write_file(dir + "/m.safetensors", model);
+  write_bytes(dir + "/m.safetensors", model);
   const CliRun r = run({"pack", dir + "/m.safetensors", "--output", dir + "/p.safetensors", "--format",
                         "sparse-24-bitmask", "--quiet"});
   ASSERT_EQ(r.status, 0) << r.err;
@@ -1130,10 +1123,10 @@ TEST(CliPack, HandDerivedSparse24BitmaskFileByteByByte) {
           "0000803f 00000040 00004040 00000000 00000080 0000a040 0000c040 0000e0c0"  // compressed
           "3a a5"                                                                    // bitmask
           "0000003f 000080bf"));                                                     // fc.bias
-  const std::string packed = read_file(dir + "/p.safetensors");
+  const std::string packed = file_bytes(dir + "/p.safetensors");
   EXPECT_EQ(packed, expected);
   ASSERT_EQ(run({"unpack", dir + "/p.safetensors", "--output", dir + "/u.safetensors", "--quiet"}).status, 0);
-  EXPECT_EQ(read_file(dir + "/u.safetensors"), model);
+  EXPECT_EQ(file_bytes(dir + "/u.safetensors"), model);
 
   // inspect: one row for the packed weight (not its parts), with its layout and sizes.
   const CliRun t = run({"inspect", dir + "/p.safetensors"});
@@ -1162,7 +1155,7 @@ TEST(CliPack, HandDerivedSparse24BitmaskFileByteByByte) {
   const size_t data_begin = packed.size() - 58;
   ASSERT_EQ(static_cast<uint8_t>(bad[data_begin + 48]), 0x3a);
   bad[data_begin + 48] = 0x3b;
-  write_file(f.dir + "/bad.safetensors", bad);
+  write_bytes(f.dir + "/bad.safetensors", bad);
   f.expect_error(1, "part 'bitmask'",
                  {"unpack", f.dir + "/bad.safetensors", "--output", f.dir + "/u.safetensors"});
   f.expect_error(1, "tensor 'fc.weight'",
@@ -1225,7 +1218,7 @@ TEST(CliPack, EveryFormatAndFloatDtypeRoundTrips) {
       const CliRun u =
           run({"unpack", dir + "/p.safetensors", "--output", dir + "/u.safetensors", "--quiet", "--no-sync"});
       ASSERT_EQ(u.status, 0) << u.err;
-      EXPECT_EQ(read_file(dir + "/u.safetensors"), read_file(model));
+      EXPECT_EQ(file_bytes(dir + "/u.safetensors"), file_bytes(model));
     }
   }
 }
@@ -1257,7 +1250,7 @@ TEST(CliPack, AutoPacksEachWeightItsOwnWayAndCopiesTheRest) {
   // l0: 2:4 in bf16; l1: one of its two 16x16 blocks.
   EXPECT_EQ(formats, (std::vector<std::string>{"sparse-24-bitmask", "", "bsr16x16", "", "", ""}));
   ASSERT_EQ(run({"unpack", dir + "/p.safetensors", "--output", dir + "/u.safetensors", "--quiet"}).status, 0);
-  EXPECT_EQ(read_file(dir + "/u.safetensors"), read_file(model));
+  EXPECT_EQ(file_bytes(dir + "/u.safetensors"), file_bytes(model));
 }
 
 TEST(CliPack, ErrorsAreOneLineAndLeaveNothing) {
@@ -1313,7 +1306,7 @@ TEST(CliPack, PeakMemoryStaysBelowTheModelSize) {
     ASSERT_EQ(u.status, 0) << u.err;
     EXPECT_LE(static_cast<double>(u.peak_rss_kb), model_kb) << "unpack --threads " << threads;
   }
-  EXPECT_EQ(read_file(dir + "/u.safetensors"), read_file(dir + "/pruned.safetensors"));
+  EXPECT_EQ(file_bytes(dir + "/u.safetensors"), file_bytes(dir + "/pruned.safetensors"));
 }
 
 }  // namespace

@@ -26,10 +26,7 @@ std::set<std::string> list_dir(const std::string& dir) {
   return names;
 }
 
-std::string read(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using sparsity::testing::file_bytes;
 
 TEST(AtomicFile, AppearsOnlyWhenPublishedAndReplacesInOneStep) {
   const std::string dir = sparsity::testing::fresh_temp_dir("sparsity_atomic_");
@@ -41,16 +38,16 @@ TEST(AtomicFile, AppearsOnlyWhenPublishedAndReplacesInOneStep) {
     EXPECT_TRUE(list_dir(dir).empty());  // a new target: no name until publish links it
     f.publish();
   }
-  EXPECT_EQ(read(dir + "/a.bin"), "hello");
+  EXPECT_EQ(file_bytes(dir + "/a.bin"), "hello");
   {
     AtomicFile f(dir + "/a.bin", /*durable=*/false);
     f.reserve(3);
     f.write("bye", 3, 0);
     f.finish();
-    EXPECT_EQ(read(dir + "/a.bin"), "hello");  // the old file until publish
+    EXPECT_EQ(file_bytes(dir + "/a.bin"), "hello");  // the old file until publish
     f.publish();
   }
-  EXPECT_EQ(read(dir + "/a.bin"), "bye");
+  EXPECT_EQ(file_bytes(dir + "/a.bin"), "bye");
   EXPECT_EQ(list_dir(dir), std::set<std::string>{"a.bin"});
   {
     AtomicFile f(dir + "/b.bin");

@@ -22,15 +22,8 @@ namespace {
 
 std::string temp_dir() { return sparsity::testing::fresh_temp_dir("sparsity_gguf_"); }
 
-std::string file_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
-
-void write_bytes(const std::string& path, const std::string& bytes) {
-  std::ofstream f(path, std::ios::binary);
-  f.write(bytes.data(), static_cast<std::streamsize>(bytes.size()));
-}
+using sparsity::testing::file_bytes;
+using sparsity::testing::write_bytes;
 
 // A GGUF image written field by field, little-endian, as the format describes it.
 struct Image {

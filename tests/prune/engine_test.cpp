@@ -27,10 +27,7 @@ namespace {
 
 using sparsity::testing::random_tensor;
 
-std::string file_bytes(const std::string& path) {
-  std::ifstream f(path, std::ios::binary);
-  return std::string(std::istreambuf_iterator<char>(f), {});
-}
+using sparsity::testing::file_bytes;
 
 // A model with weights in every float dtype, shapes the blocks do not divide, biases and a pass-through
 // tensor; the library's own Module tree of the same tensors.
