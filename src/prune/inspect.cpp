@@ -66,37 +66,28 @@ std::string detect_pattern(const uint8_t* nz, int64_t rows, int64_t cols) {
   const int64_t kept = kernels::count_kept_bytes(nz, n);
   if (kept == static_cast<int64_t>(n)) return "dense";
   if (kept == 0) return "all zero";
-  // N:M along rows: the smallest ratio N/M over M in {2, 4, 8, 16, 32} dividing the row length.
-  int64_t best_n = 0, best_m = 0;
-  for (int64_t m : {2, 4, 8, 16, 32}) {
-    if (cols % m != 0) continue;
-    std::vector<int64_t> per(static_cast<size_t>(rows * (cols / m)));
-    kernels::count_kept_tiles(nz, rows, cols, 1, m, per.data());
-    int64_t most = 0;
-    for (int64_t v : per) most = std::max(most, v);
-    // N:M only when the groups are (nearly) full: at least 90% of N x groups elements are kept.
-    // This keeps block-sparse or random matrices from passing as, say, 28:32.
-    const bool full = kept * 10 >= 9 * most * static_cast<int64_t>(per.size());
-    if (most < m && full && (best_m == 0 || most * best_m < best_n * m)) {
-      best_n = most;
-      best_m = m;
+  // N:M: the smallest ratio N/M over M in {2, 4, 8, 16, 32} dividing the groups' extent, for groups of M
+  // along rows (1 x M tiles) or down the columns (M x 1, a weight stored as (in, out)). N:M only when the
+  // groups are (nearly) full: at least 90% of N x groups elements are kept. This keeps block-sparse or
+  // random matrices from passing as, say, 28:32.
+  auto nm_of = [&](bool down) -> std::string {
+    int64_t best_n = 0, best_m = 0;
+    for (int64_t m : {2, 4, 8, 16, 32}) {
+      if ((down ? rows : cols) % m != 0) continue;
+      std::vector<int64_t> per(static_cast<size_t>(rows * cols / m));
+      kernels::count_kept_tiles(nz, rows, cols, down ? m : 1, down ? 1 : m, per.data());
+      int64_t most = 0;
+      for (int64_t v : per) most = std::max(most, v);
+      const bool full = kept * 10 >= 9 * most * static_cast<int64_t>(per.size());
+      if (most < m && full && (best_m == 0 || most * best_m < best_n * m)) {
+        best_n = most;
+        best_m = m;
+      }
     }
-  }
-  if (best_m) return std::to_string(best_n) + ":" + std::to_string(best_m);
-  // The same down the columns (a weight stored as (in, out)).
-  for (int64_t m : {2, 4, 8, 16, 32}) {
-    if (rows % m != 0) continue;
-    std::vector<int64_t> per(static_cast<size_t>((rows / m) * cols));
-    kernels::count_kept_tiles(nz, rows, cols, m, 1, per.data());
-    int64_t most = 0;
-    for (int64_t v : per) most = std::max(most, v);
-    const bool full = kept * 10 >= 9 * most * static_cast<int64_t>(per.size());
-    if (most < m && full && (best_m == 0 || most * best_m < best_n * m)) {
-      best_n = most;
-      best_m = m;
-    }
-  }
-  if (best_m) return std::to_string(best_n) + ":" + std::to_string(best_m) + " along columns";
+    return best_m ? std::to_string(best_n) + ":" + std::to_string(best_m) : "";
+  };
+  if (const std::string along_rows = nm_of(false); !along_rows.empty()) return along_rows;
+  if (const std::string down = nm_of(true); !down.empty()) return down + " along columns";
   // Aligned blocks: the largest R x C (powers of two up to 64) whose tiles are all-zero or all-kept.
   std::vector<int64_t> scratch;
   int64_t max_c = 1, max_r = 1;
