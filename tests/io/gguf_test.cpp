@@ -674,6 +674,14 @@ TinyModel make_tiny_model(const std::string& dir) {
 
 PruneConfig config_of(std::string_view json) { return parse_prune_config(json, "inline"); }
 
+// The tensors a run pruned, sorted.
+std::vector<std::string> pruned_names(const prune::Report& r) {
+  std::vector<std::string> names;
+  for (const auto& l : r.layers) names.push_back(l.fqn);
+  std::sort(names.begin(), names.end());
+  return names;
+}
+
 // 2:4 along each row (ne[0]): in every 4 consecutive elements of a row, the 2 of largest magnitude kept.
 std::vector<uint8_t> two_of_four(const std::vector<float>& w) {
   std::vector<uint8_t> mask(w.size(), 0);
@@ -738,11 +746,8 @@ TEST(GgufPrune, AutoConfigPicksTheTwoDimensionalFloatWeights) {
       "defaults": {"sparsity_level": 0.5, "sparse_block_shape": [1, 4], "zeros_per_block": 2}})");
   o.output = dir + "/pruned.gguf";
   const prune::Report r = prune::run(o);
-  std::vector<std::string> names;
-  for (const auto& l : r.layers) names.push_back(l.fqn);
-  std::sort(names.begin(), names.end());
   // Not the 1-D norm, the Q8_0 tensor nor the I32 table.
-  EXPECT_EQ(names, (std::vector<std::string>{"blk.0.ffn_down.weight", "blk.0.ffn_gate.weight",
+  EXPECT_EQ(pruned_names(r), (std::vector<std::string>{"blk.0.ffn_down.weight", "blk.0.ffn_gate.weight",
                                              "blk.0.ffn_up.weight", "token_embd.weight"}));
   // The token embedding is left alone by naming the tensors to prune.
   o.config = config_of(R"({"sparsifier": "WeightNormSparsifier",
@@ -766,10 +771,7 @@ TEST(GgufPrune, IgnoreLeavesTheTokenEmbedding) {
                          R"(, "defaults": {"sparsity_level": 0.5}})");
     o.output = dir + "/pruned.gguf";
     const prune::Report r = prune::run(o);
-    std::vector<std::string> names;
-    for (const auto& l : r.layers) names.push_back(l.fqn);
-    std::sort(names.begin(), names.end());
-    EXPECT_EQ(names, (std::vector<std::string>{"blk.0.ffn_down.weight", "blk.0.ffn_gate.weight",
+    EXPECT_EQ(pruned_names(r), (std::vector<std::string>{"blk.0.ffn_down.weight", "blk.0.ffn_gate.weight",
                                                "blk.0.ffn_up.weight"}))
         << ignore;
     uint64_t ignored = 0;
